@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of one anyns instance: built-in
+// defaults, then the YAML file (--config), then flags, then Validate.
+type Config struct {
+	// Identity names this instance in NSID and CH TXT id.server answers.
+	// Defaults to the host name.
+	Identity string `yaml:"identity"`
+	// Listen is the list of host:port addresses to serve on, each over UDP
+	// and TCP. Defaults to 127.0.0.1:5300 and [::1]:5300.
+	Listen []string `yaml:"listen"`
+	// Zones is the directory whose *.zone files are served. Defaults to
+	// "zones".
+	Zones string `yaml:"zones"`
+	// Version is the answer to CH TXT version.bind; nil refuses to tell.
+	Version *string `yaml:"version"`
+	// UDPSize is the largest UDP payload we send and advertise in EDNS.
+	// Defaults to 1232 bytes.
+	UDPSize int       `yaml:"udp_size"`
+	TCP     TCPConfig `yaml:"tcp"`
+	Log     LogConfig `yaml:"log"`
+
+	// Reserved for later versions; present keys are rejected for now.
+	BGP      yaml.Node `yaml:"bgp"`
+	Health   yaml.Node `yaml:"health"`
+	Metrics  yaml.Node `yaml:"metrics"`
+	Transfer yaml.Node `yaml:"transfer"`
+
+	// defaultListen reports whether Listen is the embedded default, on which
+	// an address family the host lacks (no ::1) is skipped, not fatal.
+	defaultListen bool
+}
+
+// TCPConfig tunes DNS over TCP (RFC 7766).
+type TCPConfig struct {
+	// IdleTimeout closes a connection with no query for this long.
+	// Defaults to 10s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnections caps open TCP connections; beyond it new ones are
+	// closed at once. Defaults to 1000.
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// LogConfig selects the zap logger.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Defaults to info.
+	Level string `yaml:"level"`
+	// Format is json or console. Defaults to json.
+	Format string `yaml:"format"`
+}
+
+const (
+	defaultPort    = "5300"
+	defaultUDPSize = 1232
+)
+
+// defaultConfig returns the embedded default: the zones in ./zones on
+// 127.0.0.1:5300 and [::1]:5300, named after the host.
+func defaultConfig() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "anyns"
+	}
+	return Config{
+		Identity:      host,
+		Listen:        []string{"127.0.0.1:" + defaultPort, "[::1]:" + defaultPort},
+		Zones:         "zones",
+		UDPSize:       defaultUDPSize,
+		TCP:           TCPConfig{IdleTimeout: 10 * time.Second, MaxConnections: 1000},
+		Log:           LogConfig{Level: "info", Format: "json"},
+		defaultListen: true,
+	}
+}
+
+// loadConfigFile decodes path over c strictly: an unknown key is an error
+// naming the key and its line.
+func loadConfigFile(c *Config, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	listen := c.Listen
+	c.Listen = nil
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %s", path, yamlError(err))
+	}
+	if c.Listen == nil {
+		c.Listen = listen
+	} else {
+		c.defaultListen = false
+	}
+	return nil
+}
+
+// Validate checks every key and returns all problems, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Identity == "" {
+		bad("identity", "must not be empty")
+	} else if len(c.Identity) > 255 {
+		bad("identity", "must be at most 255 bytes (one TXT string)")
+	}
+	if len(c.Listen) == 0 {
+		bad("listen", "needs at least one address")
+	}
+	for i, a := range c.Listen {
+		if _, err := parseListen(a); err != nil {
+			bad(fmt.Sprintf("listen[%d]", i), "%v", err)
+		}
+	}
+	if c.Zones == "" {
+		bad("zones", "must name a directory")
+	} else if fi, err := os.Stat(c.Zones); err != nil {
+		bad("zones", "%v", err)
+	} else if !fi.IsDir() {
+		bad("zones", "%s is not a directory", c.Zones)
+	}
+	if c.Version != nil && len(*c.Version) > 255 {
+		bad("version", "must be at most 255 bytes")
+	}
+	if c.UDPSize < 512 || c.UDPSize > 65535 {
+		bad("udp_size", "must be between 512 and 65535, got %d", c.UDPSize)
+	}
+	if c.TCP.IdleTimeout <= 0 {
+		bad("tcp.idle_timeout", "must be positive, got %v", c.TCP.IdleTimeout)
+	}
+	if c.TCP.MaxConnections < 1 {
+		bad("tcp.max_connections", "must be at least 1, got %d", c.TCP.MaxConnections)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format", "must be json or console, got %q", c.Log.Format)
+	}
+	for key, n := range map[string]*yaml.Node{"bgp": &c.BGP, "health": &c.Health, "metrics": &c.Metrics, "transfer": &c.Transfer} {
+		if n.Kind != 0 {
+			bad(key, "reserved for a later version of anyns; not supported yet (line %d)", n.Line)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parseListen checks a host:port listen address: the host must be an IP
+// address (a name would make the service address ambiguous).
+func parseListen(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: %v", s, err)
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: host must be an IP address", s)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: port must be 0-65535", s)
+	}
+	return netip.AddrPortFrom(addr, uint16(p)), nil
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// yamlError rewrites yaml.v3's messages into one line per problem that names
+// the key: "line 3: unknown key \"udpsize\"".
+func yamlError(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	var lines []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, unknownField.ReplaceAllString(l, `unknown key "$1"`))
+		}
+	}
+	return strings.Join(lines, "; ")
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigFileAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := writeFile(t, dir, "anyns.yaml", `
+identity: site-a
+listen: ["192.0.2.53:53", "[2001:db8::53]:53"]
+zones: ../../zones
+version: "anyns test"
+udp_size: 1400
+tcp:
+  idle_timeout: 3s
+  max_connections: 50
+log:
+  level: debug
+  format: console
+`)
+	cfg, _, err := parseServeFlags([]string{"--config", cfgFile}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Identity != "site-a" || len(cfg.Listen) != 2 || cfg.UDPSize != 1400 ||
+		cfg.TCP.IdleTimeout != 3*time.Second || cfg.TCP.MaxConnections != 50 ||
+		cfg.Version == nil || *cfg.Version != "anyns test" || cfg.Log.Format != "console" || cfg.defaultListen {
+		t.Errorf("config not decoded as written: %+v", cfg)
+	}
+
+	// Flags override the file.
+	cfg, _, err = parseServeFlags([]string{"--config", cfgFile, "--id", "site-b", "--listen", "127.0.0.1:0", "--zones", "../../zones"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Identity != "site-b" || len(cfg.Listen) != 1 || cfg.Listen[0] != "127.0.0.1:0" || cfg.UDPSize != 1400 {
+		t.Errorf("flags did not override the file: %+v", cfg)
+	}
+
+	// No file: the embedded default.
+	cfg, _, err = parseServeFlags([]string{"--zones", "../../zones"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	if cfg.Identity != host || strings.Join(cfg.Listen, " ") != "127.0.0.1:5300 [::1]:5300" || cfg.UDPSize != 1232 ||
+		cfg.TCP.IdleTimeout != 10*time.Second || cfg.TCP.MaxConnections != 1000 || cfg.Version != nil || !cfg.defaultListen {
+		t.Errorf("embedded default wrong: %+v", cfg)
+	}
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown key", "identity: a\nudpsize: 1400\n", []string{`line 2: unknown key "udpsize"`}},
+		{"unknown nested key", "tcp:\n  idle: 3s\n", []string{`line 2: unknown key "idle"`}},
+		{"bad values, all reported", "identity: \"\"\nudp_size: 100\nlisten: [\"localhost:53\", \"127.0.0.1:99999\"]\ntcp: {idle_timeout: -1s, max_connections: 0}\nlog: {level: loud, format: xml}\nzones: /nonexistent-anyns\n",
+			[]string{"identity: must not be empty", "udp_size: must be between 512 and 65535, got 100", `listen[0]: "localhost:53": host must be an IP address`,
+				`listen[1]: "127.0.0.1:99999": port must be 0-65535`, "tcp.idle_timeout: must be positive", "tcp.max_connections: must be at least 1",
+				`log.level: must be debug, info, warn or error, got "loud"`, `log.format: must be json or console, got "xml"`, "zones: stat /nonexistent-anyns"}},
+		{"reserved key", "zones: ../../zones\nbgp:\n  asn: 65001\n", []string{"bgp: reserved for a later version of anyns; not supported yet (line 3)"}},
+		{"bad duration", "tcp:\n  idle_timeout: soon\n", []string{"line 2: cannot unmarshal"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := writeFile(t, dir, "c.yaml", tc.yaml)
+			_, _, err := parseServeFlags([]string{"--config", f}, &bytes.Buffer{})
+			if err == nil {
+				t.Fatal("config accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckFlag(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--zones", "../../zones", "--check"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("--check on the shipped zones failed: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"zone example.com. serial 2026112201", "zone example.net. serial 2026112201", "listen 127.0.0.1:5300"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--check output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	dir := t.TempDir()
+	writeFile(t, dir, "good.example.zone", "$ORIGIN good.example.\n@ 300 IN SOA ns hm 1 2 3 4 5\n@ 300 IN NS ns\nns 300 IN A 192.0.2.1\n")
+	writeFile(t, dir, "bad.example.zone", "$ORIGIN bad.example.\n@ 300 IN SOA ns hm 1 2 3 4 5\nns 300 IN A 192.0.2.1\n")
+	out.Reset()
+	errOut.Reset()
+	err = run(context.Background(), []string{"serve", "--zones", dir, "--check"}, &out, &errOut)
+	if !errors.Is(err, errFailed) {
+		t.Fatalf("--check with a broken zone: err %v, want errFailed", err)
+	}
+	if !strings.Contains(out.String(), "zone good.example. serial 1") {
+		t.Errorf("the good zone is not listed:\n%s", out.String())
+	}
+	if !strings.Contains(errOut.String(), "bad.example.zone") {
+		t.Errorf("the problem does not name the file:\n%s", errOut.String())
+	}
+}
+
+func TestCommands(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "anyns ") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, &out, &errOut); !errors.Is(err, errUsage) {
+		t.Errorf("unknown command: %v", err)
+	}
+	if err := run(context.Background(), nil, &out, &errOut); !errors.Is(err, errUsage) {
+		t.Errorf("no command: %v", err)
+	}
+	if err := run(context.Background(), []string{"serve", "--nope"}, &out, &errOut); !errors.Is(err, errUsage) {
+		t.Errorf("unknown flag: %v", err)
+	}
+}

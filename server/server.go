@@ -1,0 +1,273 @@
+// Package server owns the DNS listeners of anyns: it reads queries from UDP
+// sockets and TCP connections the caller opened, parses them, applies EDNS
+// (RFC 6891), NSID (RFC 5001), CHAOS identity and edns-tcp-keepalive
+// (RFC 7828), answers from the current zone.Snapshot and writes the
+// response, truncated over UDP without ever splitting an RRset.
+//
+// Call order: New, then ServeUDP and ServeTCP (each blocks, usually in its
+// own goroutine, once per socket), then Shutdown. Respond is the pure
+// request handler used by both transports; it is safe from any goroutine.
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+
+	"github.com/anyns/anyns/zone"
+)
+
+// ErrServerClosed is returned by ServeUDP and ServeTCP after Shutdown.
+var ErrServerClosed = errors.New("server: closed")
+
+// Defaults for the zero values of Config.
+const (
+	DefaultUDPSize           = 1232
+	DefaultTCPIdleTimeout    = 10 * time.Second
+	DefaultTCPMaxConnections = 1000
+)
+
+// Limits of the TCP transport.
+const (
+	// maxTCPQuery is the largest query accepted over TCP: a longer length
+	// prefix closes the connection (no query we answer comes near it).
+	maxTCPQuery = 16 << 10
+	// maxTCPInFlight bounds the queries of one connection handled at once.
+	maxTCPInFlight = 16
+)
+
+// Config is the configuration of a Server.
+type Config struct {
+	// Identity is the NSID payload (RFC 5001) and the CH TXT answer for
+	// id.server. and hostname.bind. At most 255 bytes. "" means no NSID is
+	// sent and those CHAOS names are REFUSED.
+	Identity string
+	// Version is the CH TXT answer for version.bind. and version.server.
+	// At most 255 bytes. "" means REFUSED.
+	Version string
+	// UDPSize is the EDNS payload size we advertise and the largest UDP
+	// response we send, in bytes: 512 to 65535, defaults to 1232 when 0.
+	UDPSize int
+	// TCPIdleTimeout closes a TCP connection that sends no query for this
+	// long; it is also the edns-tcp-keepalive value we signal. Defaults to
+	// 10s when 0; at most 6553.5s (the option's range).
+	TCPIdleTimeout time.Duration
+	// TCPMaxConnections bounds the open TCP connections; beyond it a new
+	// connection is accepted and closed at once. Defaults to 1000 when 0.
+	TCPMaxConnections int
+}
+
+// withDefaults returns c with zero values replaced by defaults.
+func (c Config) withDefaults() Config {
+	if c.UDPSize == 0 {
+		c.UDPSize = DefaultUDPSize
+	}
+	if c.TCPIdleTimeout == 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if c.TCPMaxConnections == 0 {
+		c.TCPMaxConnections = DefaultTCPMaxConnections
+	}
+	return c
+}
+
+// Validate reports every problem of c (after defaults), joined.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if len(c.Identity) > 255 {
+		errs = append(errs, fmt.Errorf("identity: %d bytes, at most 255", len(c.Identity)))
+	}
+	if len(c.Version) > 255 {
+		errs = append(errs, fmt.Errorf("version: %d bytes, at most 255", len(c.Version)))
+	}
+	if c.UDPSize < dns.MinMsgSize || c.UDPSize > dns.MaxMsgSize {
+		errs = append(errs, fmt.Errorf("udp_size: %d, must be between %d and %d", c.UDPSize, dns.MinMsgSize, dns.MaxMsgSize))
+	}
+	if c.TCPIdleTimeout < 0 || c.TCPIdleTimeout > 65535*100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("tcp.idle_timeout: %s, must be between 0 and 6553.5s", c.TCPIdleTimeout))
+	}
+	if c.TCPMaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("tcp.max_connections: %d, must not be negative", c.TCPMaxConnections))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	QueriesUDP uint64 // messages received over UDP (dropped ones included)
+	QueriesTCP uint64 // messages received over TCP (dropped ones included)
+	Dropped    uint64 // no reply: shorter than a header, or QR=1
+	FormErr    uint64 // answered FORMERR
+	NotImp     uint64 // answered NOTIMP
+	Refused    uint64 // answered REFUSED
+	ServFail   uint64 // answered SERVFAIL (panics included)
+	Panics     uint64 // panics recovered while answering
+	Truncated  uint64 // answered with TC=1
+	TCPRefused uint64 // TCP connections closed at once (over TCPMaxConnections)
+	TCPConns   int64  // TCP connections open now
+}
+
+type counters struct {
+	queriesUDP, queriesTCP, dropped, formErr, notImp, refused, servFail,
+	panics, truncated, tcpRefused atomic.Uint64
+	tcpConns atomic.Int64
+}
+
+// Server answers DNS queries from a zone.Store. Create it with New.
+type Server struct {
+	cfg   Config
+	store *zone.Store
+	log   *zap.Logger
+
+	nsidHex   string // Identity, hex encoded as dns.EDNS0_NSID wants
+	keepalive uint16 // TCPIdleTimeout in units of 100 ms
+
+	queries sync.Pool // *query
+
+	stats counters
+
+	mu        sync.Mutex
+	closing   bool
+	udpConns  map[net.PacketConn]struct{}
+	listeners map[net.Listener]struct{}
+	tcpConns  map[net.Conn]struct{}
+	wg        sync.WaitGroup // serve loops, UDP readers, TCP connections and queries
+	done      chan struct{}  // closed by the first Shutdown
+
+	// testHookRespond, when set, is called for every parsed query before it
+	// is answered (tests use it to inject a panic).
+	testHookRespond func(req *dns.Msg)
+}
+
+// New returns a server answering from store. It starts nothing. log is
+// used as given (the caller names it, e.g. log.Named("server")); nil means
+// no logging.
+func New(cfg Config, store *zone.Store, log *zap.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server config: %w", err)
+	}
+	if store == nil {
+		return nil, errors.New("server config: nil zone store")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:       cfg,
+		store:     store,
+		log:       log,
+		nsidHex:   hexString(cfg.Identity),
+		keepalive: uint16(cfg.TCPIdleTimeout / (100 * time.Millisecond)),
+		udpConns:  make(map[net.PacketConn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		tcpConns:  make(map[net.Conn]struct{}),
+		done:      make(chan struct{}),
+	}
+	s.queries.New = func() any { return new(query) }
+	return s, nil
+}
+
+// Stats returns a snapshot of the counters. It is safe from any goroutine.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		QueriesUDP: c.queriesUDP.Load(),
+		QueriesTCP: c.queriesTCP.Load(),
+		Dropped:    c.dropped.Load(),
+		FormErr:    c.formErr.Load(),
+		NotImp:     c.notImp.Load(),
+		Refused:    c.refused.Load(),
+		ServFail:   c.servFail.Load(),
+		Panics:     c.panics.Load(),
+		Truncated:  c.truncated.Load(),
+		TCPRefused: c.tcpRefused.Load(),
+		TCPConns:   c.tcpConns.Load(),
+	}
+}
+
+// aLongTimeAgo is a deadline in the past: setting it unblocks reads at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Shutdown stops the server: UDP reads are unblocked with a deadline in the
+// past (the caller still owns and closes the PacketConns), TCP listeners are
+// closed, idle TCP connections are closed, and Shutdown waits until every
+// in-flight query is answered or ctx is done, whichever comes first. It
+// returns ctx.Err() in the latter case. It is safe to call more than once
+// and from any goroutine.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	for pc := range s.udpConns {
+		_ = pc.SetReadDeadline(aLongTimeAgo)
+	}
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for c := range s.tcpConns {
+		_ = c.SetReadDeadline(aLongTimeAgo)
+	}
+	s.mu.Unlock()
+
+	finished := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// shuttingDown reports whether Shutdown has been called.
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// track registers a serve loop's resource and adds it to the wait group. It
+// reports false, registering nothing, once Shutdown has been called.
+func (s *Server) track(add func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	add()
+	s.wg.Add(1)
+	return true
+}
+
+// numReaders is the number of goroutines reading one UDP socket.
+func numReaders() int {
+	n := runtime.GOMAXPROCS(0)
+	if n > 4 {
+		n = 4
+	}
+	if n < 2 {
+		n = 2
+	}
+	return n
+}
+
+func hexString(b string) string { return hex.EncodeToString([]byte(b)) }

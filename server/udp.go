@@ -1,0 +1,241 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+const (
+	// udpBatch is the number of datagrams read (recvmmsg) and written
+	// (sendmmsg) per system call.
+	udpBatch = 16
+	// udpReadSize is the read buffer per datagram: larger queries are cut
+	// and answered FORMERR.
+	udpReadSize = 8 << 10
+)
+
+// batchConn is the batch I/O of ipv4.PacketConn and ipv6.PacketConn
+// (ipv4.Message and ipv6.Message are the same type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// udpSocket is one UDP socket being served.
+type udpSocket struct {
+	pc  net.PacketConn
+	bc  batchConn // nil: not a *net.UDPConn, plain ReadFrom/WriteTo
+	v6  bool
+	dst bool // wildcard address: reply from the query's destination address
+	// oobSize is the size of the control message buffer per datagram.
+	oobSize int
+}
+
+// ServeUDP answers the queries that arrive on pc until Shutdown, then
+// returns ErrServerClosed (or the first fatal read error). A *net.UDPConn is
+// read and written in batches (recvmmsg/sendmmsg) by a few goroutines, with
+// reused buffers and no goroutine per packet. When pc is bound to a
+// wildcard address (0.0.0.0 or ::), each reply leaves from the address the
+// query was sent to (IP_PKTINFO / IPV6_PKTINFO), as anycast needs. The
+// caller keeps ownership of pc: Shutdown does not close it.
+func (s *Server) ServeUDP(pc net.PacketConn) error {
+	if !s.track(func() { s.udpConns[pc] = struct{}{} }) {
+		return ErrServerClosed
+	}
+	defer func() {
+		s.mu.Lock()
+		delete(s.udpConns, pc)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+
+	u := &udpSocket{pc: pc}
+	if uc, ok := pc.(*net.UDPConn); ok {
+		la, _ := uc.LocalAddr().(*net.UDPAddr)
+		u.v6 = la != nil && la.IP.To4() == nil
+		u.dst = la != nil && la.IP.IsUnspecified()
+		if u.v6 {
+			p := ipv6.NewPacketConn(uc)
+			if u.dst {
+				if err := p.SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
+					return err
+				}
+				u.oobSize = len(ipv6.NewControlMessage(ipv6.FlagDst | ipv6.FlagInterface))
+			}
+			u.bc = p
+		} else {
+			p := ipv4.NewPacketConn(uc)
+			if u.dst {
+				if err := p.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+					return err
+				}
+				u.oobSize = len(ipv4.NewControlMessage(ipv4.FlagDst | ipv4.FlagInterface))
+			}
+			u.bc = p
+		}
+	}
+
+	n := numReaders()
+	errc := make(chan error, n)
+	for range n {
+		go func() { errc <- s.udpReader(u) }()
+	}
+	var first error
+	for range n {
+		if err := <-errc; first == nil {
+			first = err
+		}
+	}
+	if s.shuttingDown() {
+		return ErrServerClosed
+	}
+	return first
+}
+
+// udpReader reads, answers and writes batches until a fatal error or
+// Shutdown.
+func (s *Server) udpReader(u *udpSocket) error {
+	if u.bc == nil {
+		return s.udpReaderPlain(u)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
+		if u.oobSize > 0 {
+			in[i].OOB = make([]byte, u.oobSize)
+		}
+		out[i].Buffers = [][]byte{make([]byte, 0, 65535)}
+	}
+	bufs := make([][]byte, udpBatch) // response buffers, reused
+	for i := range bufs {
+		bufs[i] = out[i].Buffers[0][:65535]
+	}
+	var delay time.Duration
+	for {
+		for i := range in {
+			in[i].OOB = in[i].OOB[:cap(in[i].OOB)]
+		}
+		n, err := u.bc.ReadBatch(in, 0)
+		if err != nil {
+			if s.shuttingDown() || errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			delay = s.readErrorBackoff(err, delay)
+			continue
+		}
+		delay = 0
+		nout := 0
+		for i := range n {
+			msg := &in[i]
+			resp, ok := s.Respond(msg.Buffers[0][:msg.N], bufs[i], UDP)
+			if !ok || len(resp) == 0 {
+				continue
+			}
+			o := &out[nout]
+			nout++
+			o.Buffers[0] = resp
+			o.Addr = msg.Addr
+			o.OOB = nil
+			if u.dst {
+				o.OOB = replyOOB(u.v6, msg.OOB[:msg.NN])
+			}
+		}
+		s.writeBatch(u, out[:nout])
+		for i := range nout {
+			out[i].Addr = nil
+			out[i].OOB = nil
+		}
+	}
+}
+
+// writeBatch sends ms, retrying the part a partial sendmmsg left; a
+// message that fails is dropped.
+func (s *Server) writeBatch(u *udpSocket, ms []ipv4.Message) {
+	for len(ms) > 0 {
+		n, err := u.bc.WriteBatch(ms, 0)
+		if err != nil {
+			if ce := s.log.Check(zap.DebugLevel, "udp write failed"); ce != nil {
+				ce.Write(zap.Error(err))
+			}
+			n = max(n, 1) // skip the message that failed
+		}
+		ms = ms[n:]
+	}
+}
+
+// replyOOB returns the control message that makes the reply leave from the
+// destination address of the query (oob is the query's control message).
+func replyOOB(v6 bool, oob []byte) []byte {
+	if v6 {
+		var cm ipv6.ControlMessage
+		if cm.Parse(oob) != nil || cm.Dst == nil {
+			return nil
+		}
+		if cm.Dst.To4() != nil {
+			// An IPv4 query on a dual-stack socket: x/net does not marshal
+			// a v4-mapped IPV6_PKTINFO source, but Linux takes IP_PKTINFO
+			// for a v4-mapped destination.
+			return (&ipv4.ControlMessage{Src: cm.Dst.To4()}).Marshal()
+		}
+		reply := ipv6.ControlMessage{Src: cm.Dst}
+		if cm.Dst.IsLinkLocalUnicast() {
+			reply.IfIndex = cm.IfIndex
+		}
+		return reply.Marshal()
+	}
+	var cm ipv4.ControlMessage
+	if cm.Parse(oob) != nil || cm.Dst == nil {
+		return nil
+	}
+	// IfIndex 0: the route decides the interface, Src the address.
+	return (&ipv4.ControlMessage{Src: cm.Dst}).Marshal()
+}
+
+// udpReaderPlain serves a PacketConn that is not a *net.UDPConn, one
+// datagram at a time.
+func (s *Server) udpReaderPlain(u *udpSocket) error {
+	in := make([]byte, udpReadSize)
+	buf := make([]byte, 65535)
+	var delay time.Duration
+	for {
+		n, addr, err := u.pc.ReadFrom(in)
+		if err != nil {
+			if s.shuttingDown() || errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			delay = s.readErrorBackoff(err, delay)
+			continue
+		}
+		delay = 0
+		if resp, ok := s.Respond(in[:n], buf, UDP); ok && len(resp) > 0 {
+			_, _ = u.pc.WriteTo(resp, addr)
+		}
+	}
+}
+
+// readErrorBackoff logs a non-fatal read error and waits a little longer
+// each time it repeats (as net/http does for Accept), so a persistent error
+// cannot spin a core.
+func (s *Server) readErrorBackoff(err error, delay time.Duration) time.Duration {
+	if delay == 0 {
+		delay = 5 * time.Millisecond
+	} else {
+		delay = min(2*delay, time.Second)
+	}
+	if ce := s.log.Check(zap.DebugLevel, "read failed"); ce != nil {
+		ce.Write(zap.Error(err), zap.Duration("retry_in", delay))
+	}
+	t := time.NewTimer(delay)
+	select {
+	case <-t.C:
+	case <-s.done:
+		t.Stop()
+	}
+	return delay
+}
