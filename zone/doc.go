@@ -6,4 +6,34 @@
 // A published Snapshot, and every Zone and dns.RR reachable from it, is
 // immutable: callers must not modify them. Store.Load is safe from any
 // goroutine and takes no lock.
+//
+// # Loading
+//
+// ParseFile reads a zone with the miekg/dns ZoneParser ($ORIGIN, $TTL,
+// $INCLUDE, $GENERATE) and rejects, with "file:line: reason" errors (all of
+// them, joined): a syntax error; a class other than IN; no SOA, an SOA that
+// is not at the apex or a second one; no NS at the apex; a record outside the
+// origin; a CNAME beside other data (RRSIG and NSEC excepted, RFC 2181
+// section 10.1) or a second CNAME; a second DNAME at one owner; NS at a
+// wildcard owner; a record without RDATA. Identical records are dropped
+// (RFC 2181 section 5). Data below a DNAME loads but is never answered (it
+// is occluded, as in Knot DNS, which only warns). RRsets with differing TTLs
+// are kept as written. $INCLUDE may name files inside the zones directory
+// only, also through "..", absolute paths and symbolic links.
+//
+// # Storage
+//
+// A Zone maps each canonical owner name (lower case, escaped as miekg/dns
+// unpacks names from the wire) to a node that holds its RRsets, one clipped
+// slice per type; every ancestor of an owner up to the apex is present, so
+// empty non-terminals are nodes without RRsets. Owner strings are shared by
+// the node and its records. This keeps lookups allocation-free and leaves a
+// place per (name, type) for precomputed wire-format answers.
+//
+// # Lookup
+//
+// Snapshot.Lookup returns data only, into a caller-owned Response; the
+// server turns it into a message (and applies RFC 8482 to ANY, for which
+// Lookup returns every RRset of the node). Referrals carry in-domain glue
+// only: addresses of NS targets at or below the zone cut.
 package zone

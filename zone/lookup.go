@@ -17,8 +17,8 @@ const maxChain = 12
 //
 //   - The zone is the longest match among the served zones, so a child zone
 //     served here wins over its parent's delegation. A DS query for the apex
-//     of a served child is answered from the served parent (the DS lives on
-//     the parent side of the cut).
+//     of a served child is answered from the served parent when the parent
+//     delegates it (the DS lives on the parent side of the cut).
 //   - A name at or below a zone cut (NS at a non-apex node) gets a referral:
 //     the NS RRset in Ns and the A/AAAA of NS targets at or below the cut
 //     (in-domain glue, RFC 9471) in Extra. DS at the cut itself is answered
@@ -50,8 +50,11 @@ func (s *Snapshot) Lookup(qname string, qtype uint16, r *Response) {
 	}
 	for links := 0; ; {
 		if qtype == dns.TypeDS && name == z.Origin && name != "." {
+			// DS lives on the parent side of the cut.
 			if p := s.find(parentName(name)); p != nil {
-				z = p
+				if n := p.nodes[name]; n != nil && n.flags&flagCut != 0 {
+					z = p
+				}
 			}
 		}
 		if r.Zone == nil {
@@ -208,7 +211,10 @@ func (z *Zone) node(n *node, name string, qtype uint16, wild bool, r *Response) 
 		rrs := n.rrset(dns.TypeCNAME)
 		r.Answer = appendRRs(r.Answer, rrs, owner)
 		r.Result = Success
-		return rrs[0].(*dns.CNAME).Target, true
+		if c, ok := rrs[0].(*dns.CNAME); ok {
+			return c.Target, true
+		}
+		return "", false
 	}
 	r.Result = NoData
 	r.Ns = append(r.Ns, z.neg)
@@ -236,7 +242,11 @@ func (z *Zone) referral(cut *node, r *Response) {
 	r.Ns = append(r.Ns, ns...)
 	r.Result = Delegation
 	for _, rr := range ns {
-		t := r.canon(rr.(*dns.NS).Ns)
+		n, ok := rr.(*dns.NS)
+		if !ok {
+			continue
+		}
+		t := r.canon(n.Ns)
 		if !isSubdomain(t, cut.name) {
 			continue
 		}
@@ -251,7 +261,10 @@ func (z *Zone) referral(cut *node, r *Response) {
 // the DNAME, then a CNAME from name to the substituted name with the
 // DNAME's TTL, which the caller follows.
 func dname(n *node, name string, r *Response) (string, bool) {
-	d := n.rrset(dns.TypeDNAME)[0].(*dns.DNAME)
+	d, ok := n.rrset(dns.TypeDNAME)[0].(*dns.DNAME)
+	if !ok {
+		return "", false
+	}
 	r.Answer = append(r.Answer, d)
 	prefix := name // the labels of name above the DNAME owner, with a dot
 	if n.name != "." {

@@ -3,6 +3,7 @@ package zone
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -285,7 +286,8 @@ mx2 MX 10 below.old.test.
 ns A 192.0.2.4
 www A 192.0.2.5
 `)
-	s := snapshotOf(t, p, child)
+	orphan := writeZone(t, dir, "orphan.test.zone", "$TTL 300\n@ SOA ns.test. h.test. 9 2 3 4 60\n@ NS ns.test.\n")
+	s := snapshotOf(t, p, child, orphan)
 	soa := "test. 60 IN SOA ns.test. h.test. 1 2 3 4 60"
 	var chain12 []string
 	for i := 1; i <= 12; i++ {
@@ -364,6 +366,11 @@ www A 192.0.2.5
 		{
 			Name: "DS for child apex from the parent", Qname: "child.test.", Qtype: dns.TypeDS, Result: NoData, AA: true,
 			Ns: []string{soa},
+		},
+		{
+			// The parent does not delegate orphan.test.: the child answers.
+			Name: "DS for an undelegated child apex", Qname: "orphan.test.", Qtype: dns.TypeDS, Result: NoData, AA: true,
+			Ns: []string{"orphan.test. 60 IN SOA ns.test. h.test. 9 2 3 4 60"},
 		},
 		{
 			Name: "child NXDOMAIN has the child SOA", Qname: "nx.child.test.", Qtype: dns.TypeA, Result: NameError, AA: true,
@@ -499,4 +506,71 @@ func TestSnapshot(t *testing.T) {
 	if r.Result != Success || r.Zone != com || len(r.Answer) != 1 {
 		t.Errorf("after Store: %v %v", r.Result, r.Answer)
 	}
+}
+
+// TestStoreConcurrent swaps snapshots while readers look up: run with
+// -race, it shows readers and the writer share nothing mutable.
+func TestStoreConcurrent(t *testing.T) {
+	a := shippedSnapshot(t)
+	b := a.Without("example.net.")
+	st := NewStore(a)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r Response
+			for i := range 2000 {
+				q := benchQueries[i%len(benchQueries)]
+				st.Load().Lookup(q.qname, q.qtype, &r)
+				if q.name == "hit" && (r.Result != Success || len(r.Answer) != 1) {
+					t.Errorf("%s: %v %v", q.qname, r.Result, r.Answer)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		if i%2 == 0 {
+			st.Store(b)
+		} else {
+			st.Store(a)
+		}
+	}
+	wg.Wait()
+}
+
+// FuzzLookup looks up any name and type in the shipped zones: no panic, and
+// a response consistent with its result.
+func FuzzLookup(f *testing.F) {
+	for _, q := range benchQueries {
+		f.Add(q.qname, q.qtype)
+	}
+	f.Add("", uint16(0))
+	f.Add(".", dns.TypeANY)
+	f.Add("a\\.b.example.com.", dns.TypeA)
+	f.Add("\\255.*.wild.example.com", dns.TypeTXT)
+	f.Add(strings.Repeat("x.", 120)+"old.example.com.", dns.TypeA)
+	s := shippedSnapshot(f)
+	f.Fuzz(func(t *testing.T, qname string, qtype uint16) {
+		var r Response
+		s.Lookup(qname, qtype, &r)
+		switch r.Result {
+		case NotAuth:
+			if len(r.Answer)+len(r.Ns)+len(r.Extra) != 0 || r.Zone != nil {
+				t.Fatalf("NotAuth with data: %v", r)
+			}
+		case NameError, NoData:
+			if len(r.Ns) != 1 || r.Ns[0].Header().Rrtype != dns.TypeSOA {
+				t.Fatalf("%v without SOA: %v", r.Result, r.Ns)
+			}
+		case Delegation:
+			if len(r.Ns) == 0 || r.Ns[0].Header().Rrtype != dns.TypeNS {
+				t.Fatalf("referral without NS: %v", r.Ns)
+			}
+		}
+		if len(r.Answer) > 2*maxChain+10 {
+			t.Fatalf("%d answers", len(r.Answer))
+		}
+	})
 }

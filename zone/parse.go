@@ -29,7 +29,7 @@ func ParseFile(path, dir string) (*Zone, error) {
 		return nil, &Error{File: path, Reason: errReason(err), Err: err}
 	}
 	defer f.Close()
-	return parse(f, path, dir)
+	return parse(f, path, dir, 0)
 }
 
 func errReason(err error) string {
@@ -41,8 +41,9 @@ func errReason(err error) string {
 }
 
 // parse reads a zone from r; path names it in errors and gives the origin
-// when the file does not.
-func parse(r io.Reader, path, dir string) (*Zone, error) {
+// when the file does not. A zone of more than maxRecords records (0: no
+// limit) is an error.
+func parse(r io.Reader, path, dir string, maxRecords int) (*Zone, error) {
 	if dir == "" {
 		dir = filepath.Dir(path)
 	}
@@ -68,8 +69,12 @@ func parse(r io.Reader, path, dir string) (*Zone, error) {
 	zp.SetIncludeFS(ifs)
 
 	b := newBuilder(path)
+	n := 0
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		cur := t.cur
+		if n++; maxRecords > 0 && n > maxRecords {
+			return nil, &Error{File: cur.file, Line: cur.entry, Reason: "more than " + strconv.Itoa(maxRecords) + " records"}
+		}
 		b.add(rr, cur.file, cur.entry)
 	}
 	if err := zp.Err(); err != nil {

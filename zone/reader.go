@@ -135,6 +135,10 @@ func (lr *lineReader) scan(c byte) error {
 		return nil
 	case lr.escape:
 		lr.escape = false
+		if c == '\n' {
+			lr.newline()
+			return nil
+		}
 		return lr.content(c)
 	case lr.quote:
 		switch c {

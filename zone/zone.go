@@ -107,7 +107,7 @@ func (b *builder) add(rr dns.RR, file string, line int) {
 		b.insert(rr, file, line)
 		return
 	}
-	if soa, ok := rr.(*dns.SOA); ok && soa.Hdr.Class == dns.ClassINET {
+	if soa, ok := rr.(*dns.SOA); ok && soa.Hdr.Class == dns.ClassINET && !noRdata(soa) {
 		b.start(soa, line)
 		b.insert(rr, file, line)
 		for _, p := range b.pending {
@@ -136,6 +136,10 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 	h := rr.Header()
 	if h.Class != dns.ClassINET {
 		b.errorf(file, line, "class "+dns.Class(h.Class).String()+" is not supported, only IN")
+		return
+	}
+	if noRdata(rr) {
+		b.errorf(file, line, dns.Type(h.Rrtype).String()+" record without data")
 		return
 	}
 	owner := canonicalName(h.Name)
@@ -185,7 +189,7 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 			n.flags |= flagCut
 		}
 	case dns.TypeSOA:
-		b.z.soa = rr.(*dns.SOA)
+		b.z.soa, _ = rr.(*dns.SOA)
 	}
 	if i < 0 {
 		n.sets = append(n.sets, rrset{typ: t})
@@ -193,6 +197,34 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 	}
 	n.sets[i].rrs = append(n.sets[i].rrs, rr)
 	b.z.Records++
+}
+
+// noRdata reports whether rr was written without RDATA, which ZoneParser
+// accepts (as for a dynamic update).
+func noRdata(rr dns.RR) bool {
+	switch rr := rr.(type) {
+	case *dns.A:
+		return len(rr.A) == 0
+	case *dns.AAAA:
+		return len(rr.AAAA) == 0
+	case *dns.NS:
+		return rr.Ns == ""
+	case *dns.CNAME:
+		return rr.Target == ""
+	case *dns.DNAME:
+		return rr.Target == ""
+	case *dns.MX:
+		return rr.Mx == ""
+	case *dns.SRV:
+		return rr.Target == ""
+	case *dns.PTR:
+		return rr.Ptr == ""
+	case *dns.SOA:
+		return rr.Ns == ""
+	case *dns.TXT:
+		return len(rr.Txt) == 0
+	}
+	return rr.String() == rr.Header().String()
 }
 
 // duplicate reports whether rr is already in n.sets[i].

@@ -75,12 +75,25 @@ func (s *safeBuffer) String() string {
 	return s.b.String()
 }
 
+// shippedZones is the absolute path of the zones/ folder.
+func shippedZones(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../../zones")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // startAnyns runs `anyns serve args...`, waits for the JSON startup line and
 // returns the instance. The process is stopped with SIGTERM at cleanup if
 // the test has not stopped it.
 func startAnyns(t *testing.T, args ...string) *instance {
 	t.Helper()
 	cmd := exec.Command(anynsBinary(t), append([]string{"serve"}, args...)...)
+	// Run in a directory of its own, so the default control socket
+	// (./anyns.sock) of one instance does not meet another's.
+	cmd.Dir = t.TempDir()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

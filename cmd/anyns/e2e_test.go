@@ -54,7 +54,7 @@ func hasFlag(flags []string, f string) bool {
 // TestDigShippedZones starts the built binary on the shipped zones and
 // checks what dig, the operator's tool, shows.
 func TestDigShippedZones(t *testing.T) {
-	in := startAnyns(t, "--listen", "127.0.0.1:0", "--zones", "../../zones", "--id", "e2e-ns1")
+	in := startAnyns(t, "--listen", "127.0.0.1:0", "--zones", shippedZones(t), "--id", "e2e-ns1")
 
 	out := digAt(t, in.addr, "+nsid", "example.com", "SOA")
 	status, flags := digHeader(t, out)
@@ -105,7 +105,7 @@ func TestKdigShippedZones(t *testing.T) {
 	if err != nil {
 		t.Skip("kdig not installed (the README's test command installs knot-dnsutils)")
 	}
-	in := startAnyns(t, "--listen", "127.0.0.1:0", "--zones", "../../zones", "--id", "e2e-kdig")
+	in := startAnyns(t, "--listen", "127.0.0.1:0", "--zones", shippedZones(t), "--id", "e2e-kdig")
 	host, port, _ := net.SplitHostPort(in.addr)
 	for _, proto := range []string{"+notcp", "+tcp"} {
 		out, err := exec.Command(kdig, "@"+host, "-p", port, proto, "+nsid", "+time=2", "+retry=0", "mail.example.net", "A").CombinedOutput()
