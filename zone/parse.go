@@ -29,7 +29,8 @@ func ParseFile(path, dir string) (*Zone, error) {
 		return nil, &Error{File: path, Reason: errReason(err), Err: err}
 	}
 	defer f.Close()
-	return parse(f, path, dir, 0)
+	z, _, err := parse(f, path, dir, 0)
+	return z, err
 }
 
 func errReason(err error) string {
@@ -42,22 +43,24 @@ func errReason(err error) string {
 
 // parse reads a zone from r; path names it in errors and gives the origin
 // when the file does not. A zone of more than maxRecords records (0: no
-// limit) is an error.
-func parse(r io.Reader, path, dir string, maxRecords int) (*Zone, error) {
+// limit) is an error. It also returns the files $INCLUDE opened (by real
+// path), also when parsing fails, so a reload can watch them.
+func parse(r io.Reader, path, dir string, maxRecords int) (z *Zone, includes []string, err error) {
 	if dir == "" {
 		dir = filepath.Dir(path)
 	}
 	absPath, err := filepath.Abs(path)
 	if err != nil {
-		return nil, &Error{File: path, Reason: err.Error(), Err: err}
+		return nil, nil, &Error{File: path, Reason: err.Error(), Err: err}
 	}
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, &Error{File: path, Reason: err.Error(), Err: err}
+		return nil, nil, &Error{File: path, Reason: err.Error(), Err: err}
 	}
 	parserName := filepath.ToSlash(absPath)
 
 	t := &tracker{names: map[string]string{parserName: path}}
+	defer func() { includes = t.includes }()
 	top := newLineReader(t, r, path, nil)
 	t.cur = top
 	ifs := &includeFS{t: t, dir: dir, absDir: absDir}
@@ -73,17 +76,18 @@ func parse(r io.Reader, path, dir string, maxRecords int) (*Zone, error) {
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		cur := t.cur
 		if n++; maxRecords > 0 && n > maxRecords {
-			return nil, &Error{File: cur.file, Line: cur.entry, Reason: "more than " + strconv.Itoa(maxRecords) + " records"}
+			return nil, nil, &Error{File: cur.file, Line: cur.entry, Reason: "more than " + strconv.Itoa(maxRecords) + " records"}
 		}
 		b.add(rr, cur.file, cur.entry)
 	}
 	if err := zp.Err(); err != nil {
-		return nil, convertParseError(t, err)
+		return nil, nil, convertParseError(t, err)
 	}
 	if t.err != nil {
-		return nil, t.err
+		return nil, nil, t.err
 	}
-	return b.finish()
+	z, err = b.finish()
+	return z, nil, err
 }
 
 // originFromFileName returns the origin named by a file called
@@ -153,29 +157,15 @@ func convertParseError(t *tracker, err error) error {
 // in name order) and is left out. Files named for $INCLUDE should not end
 // in .zone, or they are loaded as zones too.
 func LoadDir(dir string) ([]*Zone, error) {
-	ents, err := os.ReadDir(dir)
+	paths, errs, err := zoneFiles(dir)
 	if err != nil {
-		return nil, &Error{File: dir, Reason: errReason(err), Err: err}
+		return nil, err
 	}
 	var (
 		zs   []*Zone
-		errs []error
 		seen = map[string]*Zone{}
 	)
-	for _, ent := range ents { // ReadDir sorts by name
-		name := ent.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".zone") {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		st, err := os.Stat(path)
-		if err != nil {
-			errs = append(errs, &Error{File: path, Reason: errReason(err), Err: err})
-			continue
-		}
-		if !st.Mode().IsRegular() {
-			continue
-		}
+	for _, path := range paths {
 		z, err := ParseFile(path, dir)
 		if err != nil {
 			errs = append(errs, err)

@@ -31,6 +31,8 @@ type tracker struct {
 	cur   *lineReader
 	names map[string]string // parser file name -> file name for errors
 	err   *Error            // first error raised by a reader or the include FS
+	// includes are the files $INCLUDE opened, by real path, in order.
+	includes []string
 }
 
 func (t *tracker) fail(e *Error) *Error {
@@ -320,6 +322,7 @@ func (f *includeFS) Open(name string) (fs.File, error) {
 		return nil, fail("not a regular file", err)
 	}
 	display := filepath.Join(f.dir, strings.TrimPrefix(p, f.absDir))
+	f.t.includes = append(f.t.includes, filepath.Join(f.realDir, rel))
 	f.t.names[strings.TrimPrefix(name, "/")] = display
 	return newLineReader(f.t, file, display, file), nil
 }

@@ -36,11 +36,18 @@ type Config struct {
 	TCP     TCPConfig `yaml:"tcp"`
 	Log     LogConfig `yaml:"log"`
 
+	Reload  ReloadConfig  `yaml:"reload"`
+	BGP     *BGPConfig    `yaml:"bgp"`
+	Health  HealthConfig  `yaml:"health"`
+	Control ControlConfig `yaml:"control"`
+
 	// Reserved for later versions; present keys are rejected for now.
-	BGP      yaml.Node `yaml:"bgp"`
-	Health   yaml.Node `yaml:"health"`
 	Metrics  yaml.Node `yaml:"metrics"`
 	Transfer yaml.Node `yaml:"transfer"`
+
+	// anycast is the converted bgp and health sections, set by Validate
+	// (nil without a bgp section).
+	anycast *anycast
 
 	// defaultListen reports whether Listen is the embedded default, on which
 	// an address family the host lacks (no ::1) is skipped, not fatal.
@@ -55,6 +62,17 @@ type TCPConfig struct {
 	// MaxConnections caps open TCP connections; beyond it new ones are
 	// closed at once. Defaults to 1000.
 	MaxConnections int `yaml:"max_connections"`
+}
+
+// ReloadConfig tunes how zone changes are picked up.
+type ReloadConfig struct {
+	// Debounce is how long the zones directory must be quiet after a change
+	// before it is read. Defaults to 200ms.
+	Debounce time.Duration `yaml:"debounce"`
+	// Rescan is the period of a full rescan that catches changes the
+	// watcher missed. Defaults to 60s; 0 in the file means the default, a
+	// negative value turns it off.
+	Rescan time.Duration `yaml:"rescan"`
 }
 
 // LogConfig selects the zap logger.
@@ -83,6 +101,7 @@ func defaultConfig() Config {
 		Zones:         "zones",
 		UDPSize:       defaultUDPSize,
 		TCP:           TCPConfig{IdleTimeout: 10 * time.Second, MaxConnections: 1000},
+		Reload:        ReloadConfig{Debounce: 200 * time.Millisecond, Rescan: 60 * time.Second},
 		Log:           LogConfig{Level: "info", Format: "json"},
 		defaultListen: true,
 	}
@@ -148,6 +167,9 @@ func (c *Config) Validate() error {
 	if c.TCP.MaxConnections < 1 {
 		bad("tcp.max_connections", "must be at least 1, got %d", c.TCP.MaxConnections)
 	}
+	if c.Reload.Debounce <= 0 {
+		bad("reload.debounce", "must be positive, got %v", c.Reload.Debounce)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -158,7 +180,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
-	for key, n := range map[string]*yaml.Node{"bgp": &c.BGP, "health": &c.Health, "metrics": &c.Metrics, "transfer": &c.Transfer} {
+	c.anycast = c.validateBGP(bad)
+	for key, n := range map[string]*yaml.Node{"metrics": &c.Metrics, "transfer": &c.Transfer} {
 		if n.Kind != 0 {
 			bad(key, "reserved for a later version of anyns; not supported yet (line %d)", n.Line)
 		}

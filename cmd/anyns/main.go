@@ -4,6 +4,7 @@
 //
 //	anyns serve [--config FILE] [--listen ADDR]... [--zones DIR] [--id NAME] [--check]
 //	anyns checkzone FILE... | --zones DIR
+//	anyns ctl [--socket PATH] status [--json] | drain | undrain
 //	anyns version
 //
 // main is thin: it calls run and is the only place that exits.
@@ -46,6 +47,7 @@ func main() {
 const usage = `usage:
   anyns serve [--config FILE] [--listen ADDR]... [--zones DIR] [--id NAME] [--check]
   anyns checkzone FILE... | --zones DIR
+  anyns ctl [--socket PATH] status [--json] | drain | undrain
   anyns version
 `
 
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serveCmd(ctx, args[1:], stdout, stderr)
+	case "ctl":
+		return ctlCmd(ctx, args[1:], stdout, stderr)
 	case "checkzone":
 		return checkzoneCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +18,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/anyns/anyns/announce"
+	"github.com/anyns/anyns/health"
 	"github.com/anyns/anyns/server"
 	"github.com/anyns/anyns/zone"
 )
@@ -73,28 +78,6 @@ func parseServeFlags(args []string, stderr io.Writer) (cfg Config, check bool, e
 	return cfg, check, nil
 }
 
-// loadZones loads every zone in dir into a snapshot. Zones that fail to
-// load are left out and their problems returned; the others still serve.
-func loadZones(dir string) (*zone.Snapshot, error) {
-	zs, err := zone.LoadDir(dir)
-	var errs []error
-	if err != nil {
-		errs = append(errs, err)
-	}
-	snap, serr := zone.NewSnapshot()
-	if serr != nil {
-		return nil, serr
-	}
-	for _, z := range zs {
-		if prev := snap.Zone(z.Origin); prev != nil {
-			errs = append(errs, fmt.Errorf("%s: zone %s is already loaded from %s; ignoring this file", z.File, z.Origin, prev.File))
-			continue
-		}
-		snap = snap.With(z)
-	}
-	return snap, errors.Join(errs...)
-}
-
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, check, err := parseServeFlags(args, stderr)
 	if err != nil {
@@ -109,14 +92,15 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer func() { _ = log.Sync() }()
 
-	snap, zerr := loadZones(cfg.Zones)
-	if snap == nil {
-		return zerr
+	store := zone.NewStore(nil)
+	loader, err := zone.NewLoader(zone.Config{Dir: cfg.Zones, Debounce: cfg.Reload.Debounce, Rescan: cfg.Reload.Rescan}, store, log.Named("zone"))
+	if err != nil {
+		return err
 	}
-	for _, e := range unjoin(zerr) {
-		log.Error("zone not loaded", zap.Error(e))
-	}
-	store := zone.NewStore(snap)
+	// Problems are logged by the loader with file and line; the zones that
+	// load serve.
+	_, _ = loader.Reload()
+	snap := store.Load()
 
 	srvCfg := server.Config{
 		Identity:          cfg.Identity,
@@ -144,11 +128,79 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		go func() { defer wg.Done(); serveErr <- srv.ServeUDP(l.udp) }()
 		go func() { defer wg.Done(); serveErr <- srv.ServeTCP(l.tcp) }()
 	}
+	closeListeners := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("shutdown did not finish in-flight queries", zap.Error(err))
+		}
+		for _, l := range ls {
+			l.udp.Close()
+		}
+		wg.Wait()
+	}
+
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	var bgWG sync.WaitGroup
+	bgWG.Add(1)
+	go func() { defer bgWG.Done(); _ = loader.Run(runCtx) }()
+	// SIGHUP reloads every zone now, through the watcher's reload path.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	bgWG.Add(1)
+	go func() {
+		defer bgWG.Done()
+		for {
+			select {
+			case <-hup:
+				log.Info("reloading zones", zap.String("reason", "SIGHUP"))
+				loader.Trigger()
+			case <-runCtx.Done():
+				return
+			}
+		}
+	}()
+
+	// BGP starts only once listeners are open and zones loaded; health
+	// announces a prefix after its first rise passes.
+	var ctl *controller
+	if cfg.anycast != nil {
+		ctl, err = startAnycast(runCtx, &bgWG, cfg, ls, store, srv, log)
+		if err != nil {
+			cancelRun()
+			bgWG.Wait()
+			closeListeners()
+			return err
+		}
+	}
+
+	socket := cfg.Control.Socket
+	if socket == "" {
+		socket = defaultSocket()
+	}
+	if socket != "-" && socket != "off" {
+		cs, err := listenControl(socket, func() status { return buildStatus(cfg, loader, ctl) }, func(d bool) error {
+			if ctl == nil {
+				return errors.New("no bgp section configured: nothing to drain")
+			}
+			ctl.setDrained(d)
+			return nil
+		}, log.Named("control"))
+		if err != nil {
+			log.Warn("control socket unavailable", zap.String("socket", socket), zap.Error(err))
+		} else {
+			defer cs.Close()
+		}
+	}
+
 	log.Info("anyns started",
 		zap.String("identity", cfg.Identity),
 		zap.String("version", versionString()),
 		zap.Strings("listeners", listenerAddrs(ls)),
 		zap.Array("zones", zoneList(snap.Zones())),
+		zap.String("control", socket),
 	)
 
 	var runErr error
@@ -159,27 +211,132 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		runErr = fmt.Errorf("listener failed: %w", err)
 		log.Error("listener failed, stopping", zap.Error(err))
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown did not finish in-flight queries", zap.Error(err))
+	// Stop order: withdraw every prefix, keep serving for bgp.drain, shut
+	// the server down, stop BGP.
+	if ctl != nil {
+		ctl.stop(context.Background())
 	}
-	wg.Wait()
+	closeListeners()
+	cancelRun()
+	bgWG.Wait()
+	if ctl != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), bgpCallTimeout)
+		if err := ctl.speaker.Close(cctx); err != nil {
+			log.Warn("bgp did not stop cleanly", zap.Error(err))
+		}
+		cancel()
+	}
 	log.Info("stopped")
 	return runErr
+}
+
+// startAnycast starts the BGP speaker and the health checker that drives
+// it. Background goroutines are tracked by wg and end with ctx.
+func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []listener, store *zone.Store, srv *server.Server, log *zap.Logger) (*controller, error) {
+	a := cfg.anycast
+	sp, err := announce.New(a.speaker, log.Named("bgp"))
+	if err != nil {
+		return nil, err
+	}
+	ctl := newController(a, sp, log.Named("anycast"))
+	bound := make(map[netip.AddrPort]netip.AddrPort)
+	for i, l := range ls {
+		want, _ := parseListen(cfg.Listen[i])
+		got, _ := netip.ParseAddrPort(l.tcp.Addr().String())
+		bound[want] = netip.AddrPortFrom(got.Addr().Unmap(), got.Port())
+	}
+	names := func() []string {
+		if len(a.queries) > 0 {
+			return a.queries
+		}
+		zs := store.Load().Zones()
+		out := make([]string, 0, len(zs))
+		for _, z := range zs {
+			out = append(out, z.Origin)
+		}
+		return out
+	}
+	hc, err := health.New(a.health, healthTargets(a, bound, ctl.degPre > 0), health.Probe{
+		Identity: cfg.Identity,
+		Names:    names,
+		Ready:    func() bool { return len(store.Load().Zones()) > 0 },
+		QPS:      newQPSMeter(srv).rate,
+	}, ctl.notify, log.Named("health"))
+	if err != nil {
+		return nil, err
+	}
+	if err := sp.Start(ctx); err != nil {
+		return nil, err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = hc.Run(ctx) }()
+	return ctl, nil
+}
+
+// buildStatus assembles `anyns ctl status`.
+func buildStatus(cfg Config, loader *zone.Loader, ctl *controller) status {
+	st := status{Identity: cfg.Identity, Version: versionString()}
+	for _, f := range loader.Status() {
+		zs := zoneStatus{Zone: f.Origin, Serial: f.Serial, Records: f.Records, File: f.File, Serving: f.Serving}
+		if f.Err != nil {
+			zs.Error = f.Err.Error()
+		}
+		st.Zones = append(st.Zones, zs)
+	}
+	if ctl != nil {
+		st.Prefixes, st.Drained = ctl.status()
+		for _, p := range ctl.speaker.Peers() {
+			st.Neighbors = append(st.Neighbors, peerStatus{Address: p.Address.String(), ASN: p.ASN, State: p.State, Since: p.Since})
+		}
+	}
+	return st
+}
+
+// qpsMeter turns the server's query counters into a rate, measured between
+// successive calls (one per health round).
+type qpsMeter struct {
+	srv  *server.Server
+	mu   sync.Mutex
+	last uint64
+	at   time.Time
+}
+
+func newQPSMeter(srv *server.Server) *qpsMeter {
+	st := srv.Stats()
+	return &qpsMeter{srv: srv, last: st.QueriesUDP + st.QueriesTCP, at: time.Now()}
+}
+
+func (m *qpsMeter) rate() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.srv.Stats()
+	n, now := st.QueriesUDP+st.QueriesTCP, time.Now()
+	dt := now.Sub(m.at).Seconds()
+	if dt <= 0 {
+		return 0
+	}
+	r := float64(n-m.last) / dt
+	m.last, m.at = n, now
+	return r
 }
 
 // checkCmd implements serve --check: it loads everything serve would load,
 // prints what would be served, and fails listing every problem.
 func checkCmd(cfg Config, stdout, stderr io.Writer) error {
-	snap, err := loadZones(cfg.Zones)
+	zs, err := zone.LoadDir(cfg.Zones)
 	fmt.Fprintf(stdout, "identity %s\n", cfg.Identity)
 	for _, a := range cfg.Listen {
 		fmt.Fprintf(stdout, "listen %s (udp, tcp)\n", a)
 	}
-	if snap != nil {
-		for _, z := range snap.Zones() {
-			fmt.Fprintf(stdout, "zone %s serial %d records %d file %s\n", z.Origin, z.Serial, z.Records, z.File)
+	for _, z := range zs {
+		fmt.Fprintf(stdout, "zone %s serial %d records %d file %s\n", z.Origin, z.Serial, z.Records, z.File)
+	}
+	if a := cfg.anycast; a != nil {
+		for _, r := range a.routes {
+			fmt.Fprintf(stdout, "announce %s\n", r.Prefix)
+		}
+		for _, n := range a.speaker.Neighbors {
+			fmt.Fprintf(stdout, "bgp neighbor %s as %d\n", n.Address, n.ASN)
 		}
 	}
 	if err != nil {

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/anyns/anyns/announce"
+	"github.com/anyns/anyns/health"
+)
+
+// BGPConfig is the `bgp` section: the embedded speaker, its neighbors and
+// the service prefixes it announces while they are healthy.
+type BGPConfig struct {
+	ASN        uint32 `yaml:"asn"`
+	RouterID   string `yaml:"router_id"`
+	ListenPort *int32 `yaml:"listen_port"` // default -1: no passive listener
+	// Drain is how long we keep serving after withdrawing on SIGTERM, while
+	// routers converge. Defaults to 5s.
+	Drain     *time.Duration   `yaml:"drain"`
+	Neighbors []NeighborConfig `yaml:"neighbors"`
+	Announce  []PrefixConfig   `yaml:"announce"`
+}
+
+// NeighborConfig is one entry of bgp.neighbors.
+type NeighborConfig struct {
+	Address      string        `yaml:"address"`
+	ASN          uint32        `yaml:"asn"`
+	Port         uint16        `yaml:"port"`      // default 179
+	Password     string        `yaml:"password"`  // TCP MD5
+	Multihop     uint8         `yaml:"multihop"`  // eBGP multihop TTL; 0 = off
+	HoldTime     time.Duration `yaml:"hold_time"` // default 9s
+	Keepalive    time.Duration `yaml:"keepalive"` // default hold_time/3
+	Passive      bool          `yaml:"passive"`
+	LocalAddress string        `yaml:"local_address"`
+}
+
+// PrefixConfig is one entry of bgp.announce: a service prefix.
+type PrefixConfig struct {
+	Prefix           string   `yaml:"prefix"`
+	NextHop          string   `yaml:"next_hop"` // default: our address on each session
+	Communities      []string `yaml:"communities"`
+	LargeCommunities []string `yaml:"large_communities"`
+	MED              *uint32  `yaml:"med"`
+	Prepend          int      `yaml:"prepend"`
+	// Checks lists the listeners (host:port) whose health backs the
+	// prefix; default: every listener on an address inside the prefix.
+	Checks []string `yaml:"checks"`
+}
+
+// HealthConfig is the `health` section.
+type HealthConfig struct {
+	Interval       time.Duration `yaml:"interval"`        // default 500ms
+	Timeout        time.Duration `yaml:"timeout"`         // default 300ms
+	Rise           int           `yaml:"rise"`            // default 3
+	Fall           int           `yaml:"fall"`            // default 2
+	HoldDown       time.Duration `yaml:"hold_down"`       // default 10s, grows with flapping
+	MaxHoldDown    time.Duration `yaml:"max_hold_down"`   // default 5m
+	Queries        []string      `yaml:"queries"`         // default: every served zone's SOA
+	Command        string        `yaml:"command"`         // optional extra check
+	CommandTimeout time.Duration `yaml:"command_timeout"` // default 1s
+	BusyQPS        float64       `yaml:"busy_qps"`        // 0 = off
+	// DegradedPrepend, when positive, keeps a prefix announced with this
+	// many extra prepends while some but not all of its listeners fail, or
+	// while it is busy.
+	DegradedPrepend int `yaml:"degraded_prepend"`
+}
+
+// ControlConfig is the `control` section.
+type ControlConfig struct {
+	// Socket is the unix socket of `anyns ctl`. Defaults to
+	// /run/anyns/anyns.sock as root and ./anyns.sock otherwise; "-" or
+	// "off" disables it.
+	Socket string `yaml:"socket"`
+}
+
+// anycast is the validated, converted form of the bgp and health sections.
+type anycast struct {
+	speaker announce.Config
+	routes  []announce.Route
+	checks  [][]netip.AddrPort // per route; empty: derived from the listeners
+	drain   time.Duration
+	health  health.Config
+	queries []string
+	degPre  int
+}
+
+// validateBGP converts and checks the bgp and health sections; bad reports
+// a problem under a key path.
+func (c *Config) validateBGP(bad func(key, format string, args ...any)) *anycast {
+	b := c.BGP
+	if b == nil {
+		return nil
+	}
+	a := &anycast{drain: 5 * time.Second}
+	a.speaker.ASN = b.ASN
+	if b.ASN == 0 {
+		bad("bgp.asn", "must be between 1 and 4294967295")
+	}
+	if rid, err := netip.ParseAddr(b.RouterID); err != nil || !rid.Is4() {
+		bad("bgp.router_id", "must be an IPv4 address, got %q", b.RouterID)
+	} else {
+		a.speaker.RouterID = rid
+	}
+	a.speaker.ListenPort = -1
+	if b.ListenPort != nil {
+		if *b.ListenPort < -1 || *b.ListenPort > 65535 {
+			bad("bgp.listen_port", "must be -1 (no listener) or a port 0-65535, got %d", *b.ListenPort)
+		}
+		a.speaker.ListenPort = *b.ListenPort
+	}
+	if b.Drain != nil {
+		if *b.Drain < 0 {
+			bad("bgp.drain", "must not be negative, got %v", *b.Drain)
+		}
+		a.drain = *b.Drain
+	}
+	if len(b.Neighbors) == 0 {
+		bad("bgp.neighbors", "needs at least one neighbor")
+	}
+	for i, n := range b.Neighbors {
+		key := fmt.Sprintf("bgp.neighbors[%d]", i)
+		addr, err := netip.ParseAddr(n.Address)
+		if err != nil {
+			bad(key+".address", "must be an IP address, got %q", n.Address)
+		}
+		if n.ASN == 0 {
+			bad(key+".asn", "must be between 1 and 4294967295")
+		}
+		nb := announce.Neighbor{
+			Address: addr, ASN: n.ASN, Port: n.Port, Password: n.Password, Multihop: n.Multihop,
+			HoldTime: n.HoldTime, Keepalive: n.Keepalive, Passive: n.Passive,
+		}
+		if n.LocalAddress != "" {
+			la, err := netip.ParseAddr(n.LocalAddress)
+			if err != nil {
+				bad(key+".local_address", "must be an IP address, got %q", n.LocalAddress)
+			}
+			nb.LocalAddress = la
+		}
+		a.speaker.Neighbors = append(a.speaker.Neighbors, nb)
+	}
+	if len(b.Announce) == 0 {
+		bad("bgp.announce", "needs at least one prefix")
+	}
+	for i, p := range b.Announce {
+		key := fmt.Sprintf("bgp.announce[%d]", i)
+		r := announce.Route{Communities: p.Communities, LargeCommunities: p.LargeCommunities, MED: p.MED, Prepend: p.Prepend}
+		pfx, err := netip.ParsePrefix(p.Prefix)
+		if err != nil {
+			bad(key+".prefix", "must be a prefix such as 192.0.2.53/32, got %q", p.Prefix)
+		} else if pfx != pfx.Masked() {
+			bad(key+".prefix", "%s has bits set past its length (did you mean %s?)", pfx, pfx.Masked())
+		}
+		r.Prefix = pfx
+		if p.NextHop != "" {
+			nh, err := netip.ParseAddr(p.NextHop)
+			if err != nil {
+				bad(key+".next_hop", "must be an IP address, got %q", p.NextHop)
+			}
+			r.NextHop = nh
+		}
+		for j, cm := range p.Communities {
+			if _, err := announce.ParseCommunity(cm); err != nil {
+				bad(fmt.Sprintf("%s.communities[%d]", key, j), "%v", err)
+			}
+		}
+		if p.Prepend < 0 || p.Prepend > announce.MaxPrepend {
+			bad(key+".prepend", "must be between 0 and %d, got %d", announce.MaxPrepend, p.Prepend)
+		}
+		var checks []netip.AddrPort
+		for j, s := range p.Checks {
+			ap, err := parseListen(s)
+			if err != nil {
+				bad(fmt.Sprintf("%s.checks[%d]", key, j), "%v", err)
+				continue
+			}
+			if !c.listens(ap) {
+				bad(fmt.Sprintf("%s.checks[%d]", key, j), "%s is not one of the listen addresses", s)
+			}
+			checks = append(checks, ap)
+		}
+		if len(p.Checks) == 0 && err == nil && len(c.backing(pfx)) == 0 {
+			bad(key+".checks", "no listener is on an address inside %s: listen on the service address or list the checks", pfx)
+		}
+		a.routes = append(a.routes, r)
+		a.checks = append(a.checks, checks)
+	}
+	if _, err := announce.New(a.speaker, nil); err != nil {
+		bad("bgp", "%v", err)
+	}
+	h := c.Health
+	a.health = health.Config{
+		Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall, HoldDown: h.HoldDown,
+		MaxHoldDown: h.MaxHoldDown, BusyQPS: h.BusyQPS, Command: h.Command, CommandTimeout: h.CommandTimeout,
+	}
+	a.queries = h.Queries
+	if h.DegradedPrepend < 0 || h.DegradedPrepend > announce.MaxPrepend {
+		bad("health.degraded_prepend", "must be between 0 and %d, got %d", announce.MaxPrepend, h.DegradedPrepend)
+	}
+	a.degPre = h.DegradedPrepend
+	return a
+}
+
+// listens reports whether ap is one of the configured listen addresses.
+func (c *Config) listens(ap netip.AddrPort) bool {
+	for _, s := range c.Listen {
+		if l, err := parseListen(s); err == nil && l == ap {
+			return true
+		}
+	}
+	return false
+}
+
+// backing returns the default health checks of prefix p: every listen
+// address inside p, and for a host prefix (/32, /128) every wildcard
+// listener of its family, probed at the prefix's address.
+func (c *Config) backing(p netip.Prefix) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, s := range c.Listen {
+		l, err := parseListen(s)
+		if err != nil {
+			continue
+		}
+		switch {
+		case p.Contains(l.Addr()):
+			out = append(out, l)
+		case l.Addr().IsUnspecified() && p.IsSingleIP() && l.Addr().Is4() == p.Addr().Is4():
+			out = append(out, netip.AddrPortFrom(p.Addr(), l.Port()))
+		}
+	}
+	return out
+}

@@ -1,0 +1,452 @@
+package zone
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+)
+
+// Config is how zones are loaded and kept current.
+type Config struct {
+	// Dir is the zones directory: every *.zone file in it is a zone.
+	// Required.
+	Dir string
+	// Debounce is how long the directory must be quiet after a change
+	// before it is read, so a file written in several chunks is read once,
+	// complete. Defaults to 200ms.
+	Debounce time.Duration
+	// Rescan is the period of a full rescan that catches changes the
+	// watcher missed (network file systems, overflowed event queues).
+	// Defaults to 60s; negative disables it.
+	Rescan time.Duration
+}
+
+const (
+	defaultDebounce = 200 * time.Millisecond
+	defaultRescan   = 60 * time.Second
+)
+
+// FileStatus is the state of one zone file, as the last reload left it.
+type FileStatus struct {
+	File     string
+	Origin   string    // the zone the file serves ("" if it never loaded)
+	Serial   uint32    // serial of the version serving
+	Records  int       // records of the version serving
+	Serving  bool      // whether this file's zone is in the published snapshot
+	LoadedAt time.Time // when the serving version was loaded
+	Err      error     // the last load's problem; nil when the file loaded
+}
+
+// Loader loads the zones directory into a Store and keeps it current: it
+// watches the directory, reparses only the files whose content (or whose
+// $INCLUDE files' content) changed, and publishes each new set of zones with
+// one pointer swap. A file that fails to load keeps its previous version
+// serving. Reload, Trigger and Status are safe from any goroutine; there is
+// one writer at a time.
+type Loader struct {
+	cfg   Config
+	store *Store
+	log   *zap.Logger
+
+	trigger chan struct{}
+
+	mu    sync.Mutex // serialises reloads and guards files
+	files map[string]*fileState
+}
+
+// fileState is what the loader knows of one zone file.
+type fileState struct {
+	sum      [sha256.Size]byte // of the file and its includes, as last parsed
+	includes []string          // real paths of the files $INCLUDE opened
+	zone     *Zone             // last version that loaded (nil if none)
+	loadedAt time.Time
+	err      error // why the last parse failed
+	conflict error // why the zone is not served although it parsed
+}
+
+// NewLoader returns a Loader that publishes into store. It loads nothing
+// until Reload or Run.
+func NewLoader(cfg Config, store *Store, log *zap.Logger) (*Loader, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("zone loader: no zones directory")
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = defaultDebounce
+	}
+	if cfg.Rescan == 0 {
+		cfg.Rescan = defaultRescan
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Loader{
+		cfg: cfg, store: store, log: log,
+		trigger: make(chan struct{}, 1),
+		files:   make(map[string]*fileState),
+	}, nil
+}
+
+// Reload reads the zones directory now: new files are loaded, changed ones
+// reparsed, removed ones dropped, unchanged ones (same content hash, includes
+// too) skipped. Problems are logged and kept for Status; the previous version
+// of a zone that fails keeps serving. It reports whether the published
+// snapshot changed and returns the problems of this pass, joined.
+func (l *Loader) Reload() (changed bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reloadLocked()
+}
+
+func (l *Loader) reloadLocked() (bool, error) {
+	var errs []error
+	paths, _, derr := zoneFiles(l.cfg.Dir)
+	if derr != nil {
+		// Keep serving what we have: an unreadable directory is more likely
+		// a passing fault than an order to drop every zone.
+		l.log.Error("zones directory unreadable, keeping the zones served", zap.String("dir", l.cfg.Dir), zap.Error(derr))
+		return false, derr
+	}
+	seen := make(map[string]bool, len(paths))
+	for _, path := range paths {
+		seen[path] = true
+		if err := l.loadFile(path); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for path, st := range l.files {
+		if !seen[path] {
+			if st.zone != nil {
+				l.log.Info("zone file removed, zone no longer served", zap.String("file", path), zap.String("zone", st.zone.Origin))
+			}
+			delete(l.files, path)
+		}
+	}
+	next, dupErrs := l.build()
+	errs = append(errs, dupErrs...)
+	cur := l.store.Load()
+	if sameZones(cur, next) {
+		return false, errors.Join(errs...)
+	}
+	l.store.Store(next)
+	return true, errors.Join(errs...)
+}
+
+// loadFile reparses path if its content or an include's changed.
+func (l *Loader) loadFile(path string) error {
+	st := l.files[path]
+	if st == nil {
+		st = &fileState{}
+		l.files[path] = st
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			// Removed between listing and reading: the next pass drops it.
+			return nil
+		}
+		e := &Error{File: path, Reason: errReason(err), Err: err}
+		if st.err == nil || st.err.Error() != e.Error() {
+			l.logFailure(e, st)
+		}
+		st.err = e
+		return e
+	}
+	if st.sum == fingerprint(data, st.includes) && (st.zone != nil || st.err != nil) {
+		return st.err // unchanged: neither reparsed nor logged again
+	}
+	z, includes, perr := parse(bytes.NewReader(data), path, l.cfg.Dir, 0)
+	st.includes = includes
+	st.sum = fingerprint(data, includes)
+	if perr != nil {
+		st.err = perr
+		l.logFailure(perr, st)
+		return perr
+	}
+	st.err = nil
+	if old := st.zone; old != nil && old.Origin == z.Origin && serialLess(z.Serial, old.Serial) {
+		l.log.Warn("zone serial went backwards", zap.String("zone", z.Origin), zap.String("file", path),
+			zap.Uint32("serial", z.Serial), zap.Uint32("previous_serial", old.Serial))
+	}
+	st.zone, st.loadedAt = z, time.Now()
+	l.log.Info("zone loaded", zap.String("zone", z.Origin), zap.String("file", path),
+		zap.Uint32("serial", z.Serial), zap.Int("records", z.Records))
+	return nil
+}
+
+// logFailure logs every problem of a failed load with file and line.
+func (l *Loader) logFailure(err error, st *fileState) {
+	keeping := zap.Skip()
+	if st.zone != nil {
+		keeping = zap.Uint32("serving_serial", st.zone.Serial)
+	}
+	for _, e := range unjoin(err) {
+		var ze *Error
+		if errors.As(e, &ze) {
+			l.log.Error("zone not loaded", zap.String("file", ze.File), zap.Int("line", ze.Line),
+				zap.String("reason", ze.Reason), keeping)
+		} else {
+			l.log.Error("zone not loaded", zap.Error(e), keeping)
+		}
+	}
+}
+
+// build assembles the snapshot from the files' last good zones. Two files
+// with one origin: the one already serving stays, else the first by name;
+// the other is an error naming both.
+func (l *Loader) build() (*Snapshot, []error) {
+	cur := l.store.Load()
+	paths := make([]string, 0, len(l.files))
+	for p := range l.files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	owner := make(map[string]string) // origin -> path
+	for _, p := range paths {
+		z := l.files[p].zone
+		if z == nil {
+			continue
+		}
+		if prev, ok := owner[z.Origin]; ok {
+			// Prefer the file whose zone is serving now.
+			if cz := cur.Zone(z.Origin); cz != nil && cz.File == p && cz.File != prev {
+				owner[z.Origin] = p
+			}
+			continue
+		}
+		owner[z.Origin] = p
+	}
+	var (
+		zs   []*Zone
+		errs []error
+	)
+	for _, p := range paths {
+		st := l.files[p]
+		if st.zone == nil {
+			continue
+		}
+		if w := owner[st.zone.Origin]; w != p {
+			e := &Error{File: p, Reason: "zone " + st.zone.Origin + " is already served from " + w + "; this file is ignored"}
+			if st.conflict == nil || st.conflict.Error() != e.Error() {
+				l.log.Error("zone not loaded", zap.String("file", p), zap.String("zone", st.zone.Origin), zap.String("reason", e.Reason))
+			}
+			st.conflict = e
+			errs = append(errs, e)
+			continue
+		}
+		st.conflict = nil
+		zs = append(zs, st.zone)
+	}
+	s, _ := NewSnapshot(zs...) // origins are unique by construction
+	return s, errs
+}
+
+// sameZones reports whether a and b serve the very same zone versions.
+func sameZones(a, b *Snapshot) bool {
+	az, bz := a.Zones(), b.Zones()
+	return len(az) == len(bz) && slices.Equal(az, bz)
+}
+
+// Status returns every zone file's state, sorted by file.
+func (l *Loader) Status() []FileStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur := l.store.Load()
+	out := make([]FileStatus, 0, len(l.files))
+	for p, st := range l.files {
+		fs := FileStatus{File: p, Err: cmp.Or(st.err, st.conflict), LoadedAt: st.loadedAt}
+		if z := st.zone; z != nil {
+			fs.Origin, fs.Serial, fs.Records = z.Origin, z.Serial, z.Records
+			fs.Serving = cur.Zone(z.Origin) == z
+		}
+		out = append(out, fs)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
+	return out
+}
+
+// Trigger asks Run to reload now (as SIGHUP does). It never blocks.
+func (l *Loader) Trigger() {
+	select {
+	case l.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the zones current until ctx is done: it watches the zones
+// directory (and the directories of $INCLUDE files), reloads once the
+// directory has been quiet for Debounce, on Trigger, and every Rescan.
+// Watcher errors are logged and never stop it; if the watcher cannot start
+// at all, the periodic rescan still runs. It returns ctx.Err().
+func (l *Loader) Run(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		l.log.Error("cannot watch the zones directory, relying on the periodic rescan", zap.Error(err))
+		w = nil
+	} else {
+		defer w.Close()
+	}
+	watched := make(map[string]bool)
+	watch := func() {
+		if w == nil {
+			return
+		}
+		for _, d := range l.watchDirs() {
+			if watched[d] {
+				continue
+			}
+			if err := w.Add(d); err != nil {
+				l.log.Warn("cannot watch directory", zap.String("dir", d), zap.Error(err))
+				continue
+			}
+			watched[d] = true
+		}
+	}
+	watch()
+
+	var events <-chan fsnotify.Event
+	var werrs <-chan error
+	if w != nil {
+		events, werrs = w.Events, w.Errors
+	}
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	var rescan <-chan time.Time
+	if l.cfg.Rescan > 0 {
+		t := time.NewTicker(l.cfg.Rescan)
+		defer t.Stop()
+		rescan = t.C
+	}
+	reload := func(why string) {
+		changed, _ := l.Reload()
+		if changed {
+			l.log.Info("zones published", zap.String("reason", why), zap.Int("zones", len(l.store.Load().Zones())))
+		}
+		watch()
+	}
+	// Catch what changed between the caller's first Reload and the watch.
+	reload("start")
+	for {
+		select {
+		case <-ctx.Done():
+			debounce.Stop()
+			return ctx.Err()
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			// Every other event, whatever the file (a zone, an include, the
+			// ConfigMap ..data link), restarts the quiet period; the reload
+			// itself decides by content hash what changed.
+			debounce.Reset(l.cfg.Debounce)
+		case err, ok := <-werrs:
+			if !ok {
+				werrs = nil
+				continue
+			}
+			l.log.Warn("zone watcher error, rescanning", zap.Error(err))
+			debounce.Reset(l.cfg.Debounce)
+		case <-debounce.C:
+			reload("change")
+		case <-l.trigger:
+			reload("signal")
+		case <-rescan:
+			reload("rescan")
+		}
+	}
+}
+
+// watchDirs is the zones directory and every directory holding an include.
+func (l *Loader) watchDirs() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	dirs := []string{l.cfg.Dir}
+	for _, st := range l.files {
+		for _, inc := range st.includes {
+			dirs = append(dirs, filepath.Dir(inc))
+		}
+	}
+	slices.Sort(dirs[1:])
+	return slices.Compact(dirs)
+}
+
+// zoneFiles lists the *.zone files of dir in name order, skipping hidden
+// files and anything that is not (a link to) a regular file; entries that
+// cannot be examined (a dangling link) are returned as problems.
+func zoneFiles(dir string) (paths []string, problems []error, err error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, &Error{File: dir, Reason: errReason(err), Err: err}
+	}
+	for _, ent := range ents { // ReadDir sorts by name
+		name := ent.Name()
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".zone") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		st, err := os.Stat(path)
+		if err != nil {
+			problems = append(problems, &Error{File: path, Reason: errReason(err), Err: err})
+			continue
+		}
+		if st.Mode().IsRegular() {
+			paths = append(paths, path)
+		}
+	}
+	return paths, problems, nil
+}
+
+// fingerprint hashes a zone file's content and its includes' content (an
+// include that cannot be read hashes as empty, which differs from any
+// earlier successful read only if it had content).
+func fingerprint(data []byte, includes []string) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(data)
+	for _, inc := range includes {
+		h.Write([]byte{0})
+		h.Write([]byte(inc))
+		if b, err := os.ReadFile(inc); err == nil {
+			sum := sha256.Sum256(b)
+			h.Write(sum[:])
+		}
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// serialLess reports whether serial a is older than b in RFC 1982 serial
+// number arithmetic.
+func serialLess(a, b uint32) bool {
+	return a != b && int32(a-b) < 0
+}
+
+// unjoin flattens errors.Join trees into their leaves.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
