@@ -164,7 +164,7 @@ func awaitResponding(t *testing.T, addr string) {
 // stop sends SIGTERM and requires a clean exit 0.
 func (in *instance) stop(t *testing.T) {
 	t.Helper()
-	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatal(err)
 	}
 	select {

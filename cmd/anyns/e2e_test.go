@@ -3,9 +3,12 @@ package main
 import (
 	"net"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // digAt runs dig against an anyns instance and returns its output.
@@ -116,6 +119,37 @@ func TestKdigShippedZones(t *testing.T) {
 		if !strings.Contains(s, "NOERROR") || !strings.Contains(s, "198.51.100.25") || !strings.Contains(s, "e2e-kdig") {
 			t.Errorf("kdig %s: want NOERROR, 198.51.100.25 and NSID e2e-kdig:\n%s", proto, s)
 		}
+	}
+	in.stop(t)
+}
+
+// TestSystemdNotify checks the Type=notify handshake: READY=1 once the
+// server answers, STOPPING=1 on SIGTERM.
+func TestSystemdNotify(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	in := startAnyns(t, "--listen", "127.0.0.1:0", "--zones", shippedZones(t), "--id", "notify")
+	read := func() string {
+		buf := make([]byte, 512)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no sd_notify message: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1" {
+		t.Errorf("first notification %q, want READY=1", got)
+	}
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	if got := read(); got != "STOPPING=1" {
+		t.Errorf("notification on SIGTERM %q, want STOPPING=1", got)
 	}
 	in.stop(t)
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -202,6 +203,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		zap.Array("zones", zoneList(snap.Zones())),
 		zap.String("control", socket),
 	)
+	// systemd Type=notify: ready once zones are loaded and listeners open.
+	// Without NOTIFY_SOCKET this does nothing.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("sd_notify failed", zap.Error(err))
+	}
 
 	var runErr error
 	select {
@@ -211,6 +217,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		runErr = fmt.Errorf("listener failed: %w", err)
 		log.Error("listener failed, stopping", zap.Error(err))
 	}
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	// Stop order: withdraw every prefix, keep serving for bgp.drain, shut
 	// the server down, stop BGP.
 	if ctl != nil {
