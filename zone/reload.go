@@ -276,6 +276,9 @@ func (l *Loader) Status() []FileStatus {
 	return out
 }
 
+// Store returns the store the loader publishes into.
+func (l *Loader) Store() *Store { return l.store }
+
 // Trigger asks Run to reload now (as SIGHUP does). It never blocks.
 func (l *Loader) Trigger() {
 	select {

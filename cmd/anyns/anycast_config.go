@@ -60,6 +60,10 @@ type HealthConfig struct {
 	Command        string        `yaml:"command"`         // optional extra check
 	CommandTimeout time.Duration `yaml:"command_timeout"` // default 1s
 	BusyQPS        float64       `yaml:"busy_qps"`        // 0 = off
+	// RequireAllZones makes zone readiness a check: every zone file must
+	// have a version serving (a file that never loaded fails the check).
+	// Default false: ready as soon as one zone serves.
+	RequireAllZones bool `yaml:"require_all_zones"`
 	// DegradedPrepend, when positive, keeps a prefix announced with this
 	// many extra prepends while some but not all of its listeners fail, or
 	// while it is busy.
@@ -83,6 +87,7 @@ type anycast struct {
 	health  health.Config
 	queries []string
 	degPre  int
+	allZone bool
 }
 
 // validateBGP converts and checks the bgp and health sections; bad reports
@@ -195,6 +200,7 @@ func (c *Config) validateBGP(bad func(key, format string, args ...any)) *anycast
 		MaxHoldDown: h.MaxHoldDown, BusyQPS: h.BusyQPS, Command: h.Command, CommandTimeout: h.CommandTimeout,
 	}
 	a.queries = h.Queries
+	a.allZone = h.RequireAllZones
 	if h.DegradedPrepend < 0 || h.DegradedPrepend > announce.MaxPrepend {
 		bad("health.degraded_prepend", "must be between 0 and %d, got %d", announce.MaxPrepend, h.DegradedPrepend)
 	}

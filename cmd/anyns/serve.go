@@ -168,7 +168,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// announces a prefix after its first rise passes.
 	var ctl *controller
 	if cfg.anycast != nil {
-		ctl, err = startAnycast(runCtx, &bgWG, cfg, ls, store, srv, log)
+		ctl, err = startAnycast(runCtx, &bgWG, cfg, ls, loader, srv, log)
 		if err != nil {
 			cancelRun()
 			bgWG.Wait()
@@ -239,7 +239,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // startAnycast starts the BGP speaker and the health checker that drives
 // it. Background goroutines are tracked by wg and end with ctx.
-func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []listener, store *zone.Store, srv *server.Server, log *zap.Logger) (*controller, error) {
+func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []listener, loader *zone.Loader, srv *server.Server, log *zap.Logger) (*controller, error) {
 	a := cfg.anycast
 	sp, err := announce.New(a.speaker, log.Named("bgp"))
 	if err != nil {
@@ -256,7 +256,7 @@ func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []list
 		if len(a.queries) > 0 {
 			return a.queries
 		}
-		zs := store.Load().Zones()
+		zs := loader.Store().Load().Zones()
 		out := make([]string, 0, len(zs))
 		for _, z := range zs {
 			out = append(out, z.Origin)
@@ -266,7 +266,7 @@ func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []list
 	hc, err := health.New(a.health, healthTargets(a, bound, ctl.degPre > 0), health.Probe{
 		Identity: cfg.Identity,
 		Names:    names,
-		Ready:    func() bool { return len(store.Load().Zones()) > 0 },
+		Ready:    func() bool { return zonesReady(loader, a.allZone) },
 		QPS:      newQPSMeter(srv).rate,
 	}, ctl.notify, log.Named("health"))
 	if err != nil {
@@ -278,6 +278,19 @@ func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []list
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = hc.Run(ctx) }()
 	return ctl, nil
+}
+
+// zonesReady is the zone readiness check: at least one zone serving, and
+// with all, every zone file with a version serving.
+func zonesReady(loader *zone.Loader, all bool) bool {
+	st := loader.Status()
+	serving := 0
+	for _, f := range st {
+		if f.Serving {
+			serving++
+		}
+	}
+	return serving > 0 && (!all || serving == len(st))
 }
 
 // buildStatus assembles `anyns ctl status`.
