@@ -39,7 +39,8 @@ const maxChain = 12
 //   - For qtype ANY, Answer holds every RRset at the node (the server decides
 //     what to send, RFC 8482).
 //   - Extra holds the A and AAAA RRsets of MX, NS and SRV targets in Answer
-//     that exist in a served zone and are not below a zone cut or DNAME.
+//     that exist in the same zone as the record naming them and are not
+//     below a zone cut or DNAME.
 func (s *Snapshot) Lookup(qname string, qtype uint16, r *Response) {
 	r.Reset()
 	name := r.canon(qname)
@@ -61,7 +62,9 @@ func (s *Snapshot) Lookup(qname string, qtype uint16, r *Response) {
 			r.Zone = z
 		}
 		target, follow := z.answer(name, qtype, r)
-		if !follow {
+		// A CNAME asked for is the answer: a CNAME synthesized from a DNAME
+		// is not followed either (RFC 6672 section 3.2, as NSD and Knot).
+		if !follow || qtype == dns.TypeCNAME {
 			break
 		}
 		if links++; links >= maxChain {
@@ -309,9 +312,14 @@ func (s *Snapshot) additional(r *Response) {
 		default:
 			continue
 		}
-		t := r.canon(target)
-		z := s.find(t)
+		// Only from the zone the record belongs to, as NSD and Knot do:
+		// data of another zone served here is not additional data here.
+		z := s.find(r.Answer[i].Header().Name)
 		if z == nil {
+			continue
+		}
+		t := r.canon(target)
+		if !isSubdomain(t, z.Origin) || s.find(t) != z {
 			continue
 		}
 		n := z.nodes[t]

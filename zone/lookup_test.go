@@ -51,7 +51,9 @@ func TestShippedZones(t *testing.T) {
 	}
 	runCases(t, s, []Case{
 		{
-			Name: "apex MX with additional from both zones", Qname: "example.com.", Qtype: dns.TypeMX, Result: Success, AA: true,
+			// Additional data only from the record's own zone, as NSD and
+			// Knot do: mail.example.net is served here but is another zone.
+			Name: "apex MX with additional from its own zone", Qname: "example.com.", Qtype: dns.TypeMX, Result: Success, AA: true,
 			Answer: []string{
 				"example.com. 3600 IN MX 10 mail.example.com.",
 				"example.com. 3600 IN MX 20 mail.example.net.",
@@ -59,7 +61,6 @@ func TestShippedZones(t *testing.T) {
 			Extra: []string{
 				"mail.example.com. 3600 IN A 192.0.2.25",
 				"mail.example.com. 3600 IN AAAA 2001:db8::25",
-				"mail.example.net. 1800 IN A 198.51.100.25",
 			},
 		},
 		{
@@ -71,8 +72,6 @@ func TestShippedZones(t *testing.T) {
 			Extra: []string{
 				"ns1.example.com. 3600 IN A 192.0.2.53",
 				"ns1.example.com. 3600 IN AAAA 2001:db8::53",
-				"ns2.example.net. 1800 IN A 198.51.100.53",
-				"ns2.example.net. 1800 IN AAAA 2001:db8:1::53",
 			},
 		},
 		{
@@ -202,6 +201,15 @@ func TestShippedZones(t *testing.T) {
 				"nx.old.example.com. 3600 IN CNAME nx.example.net.",
 			},
 			Ns: []string{netSOA},
+		},
+		{
+			// The synthesized CNAME is the answer to a CNAME query: not
+			// followed, no SOA (RFC 6672 3.2; what NSD and Knot answer).
+			Name: "DNAME, qtype CNAME", Qname: "www.old.example.com.", Qtype: dns.TypeCNAME, Result: Success, AA: true,
+			Answer: []string{
+				"old.example.com. 3600 IN DNAME example.net.",
+				"www.old.example.com. 3600 IN CNAME www.example.net.",
+			},
 		},
 		{
 			Name: "DNAME owner", Qname: "old.example.com.", Qtype: dns.TypeDNAME, Result: Success, AA: true,
@@ -416,8 +424,6 @@ func TestLookupDoesNotShareSlices(t *testing.T) {
 		Extra: []string{
 			"ns1.example.com. 3600 IN A 192.0.2.53",
 			"ns1.example.com. 3600 IN AAAA 2001:db8::53",
-			"ns2.example.net. 1800 IN A 198.51.100.53",
-			"ns2.example.net. 1800 IN AAAA 2001:db8:1::53",
 		},
 	})
 	// Stored RRsets are clipped.
