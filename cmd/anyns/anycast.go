@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,10 +27,31 @@ type controller struct {
 	drain   time.Duration
 	degPre  int
 
-	mu       sync.Mutex
-	prefixes []*prefixState
-	drained  bool
-	stopping bool // graceful-shutdown community on every announcement
+	mu          sync.Mutex
+	prefixes    []*prefixState
+	drained     bool
+	stopping    bool // graceful-shutdown community on every announcement
+	transitions map[transitionKey]uint64
+}
+
+// transitionKey counts health state changes for metrics; reason is a
+// bounded class (reasonClass), not the free text.
+type transitionKey struct{ prefix, state, reason string }
+
+// reasonClass maps a health reason to a small fixed set, for metric labels.
+func reasonClass(reason string) string {
+	switch {
+	case reason == "healthy", reason == "hold-down", reason == "busy", reason == "starting":
+		return reason
+	case strings.HasPrefix(reason, "some listeners failing"):
+		return "partial"
+	case strings.Contains(reason, "command"):
+		return "command"
+	case strings.Contains(reason, "zone"), strings.Contains(reason, "no names"):
+		return "zones"
+	default:
+		return "listener"
+	}
 }
 
 // prefixState is one service prefix: its route, verdict and what we last
@@ -41,7 +63,7 @@ type prefixState struct {
 }
 
 func newController(a *anycast, sp *announce.Speaker, log *zap.Logger) *controller {
-	c := &controller{log: log, speaker: sp, drain: a.drain, degPre: a.degPre}
+	c := &controller{log: log, speaker: sp, drain: a.drain, degPre: a.degPre, transitions: make(map[transitionKey]uint64)}
 	for _, r := range a.routes {
 		c.prefixes = append(c.prefixes, &prefixState{route: r, verdict: health.Verdict{Prefix: r.Prefix, State: health.Down, Reason: "starting"}})
 	}
@@ -54,6 +76,9 @@ func (c *controller) notify(v health.Verdict) {
 	defer c.mu.Unlock()
 	for _, p := range c.prefixes {
 		if p.route.Prefix == v.Prefix {
+			if v.State != p.verdict.State {
+				c.transitions[transitionKey{v.Prefix.String(), v.State.String(), reasonClass(v.Reason)}]++
+			}
 			p.verdict = v
 			c.applyLocked(p, "health: "+v.Reason)
 		}
@@ -149,6 +174,17 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// transitionCounts returns a copy of the health transition counters.
+func (c *controller) transitionCounts() map[transitionKey]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[transitionKey]uint64, len(c.transitions))
+	for k, n := range c.transitions {
+		out[k] = n
+	}
+	return out
 }
 
 // prefixStatus is one prefix in `anyns ctl status`.

@@ -41,8 +41,9 @@ type Config struct {
 	Health  HealthConfig  `yaml:"health"`
 	Control ControlConfig `yaml:"control"`
 
+	Metrics MetricsConfig `yaml:"metrics"`
+
 	// Reserved for later versions; present keys are rejected for now.
-	Metrics  yaml.Node `yaml:"metrics"`
 	Transfer yaml.Node `yaml:"transfer"`
 
 	// anycast is the converted bgp and health sections, set by Validate
@@ -181,10 +182,13 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be json or console, got %q", c.Log.Format)
 	}
 	c.anycast = c.validateBGP(bad)
-	for key, n := range map[string]*yaml.Node{"metrics": &c.Metrics, "transfer": &c.Transfer} {
-		if n.Kind != 0 {
-			bad(key, "reserved for a later version of anyns; not supported yet (line %d)", n.Line)
+	if c.Metrics.Listen != "" {
+		if _, err := netip.ParseAddrPort(metricsAddr(c.Metrics.Listen)); err != nil {
+			bad("metrics.listen", "must be host:port with an IP address, or a port, got %q", c.Metrics.Listen)
 		}
+	}
+	if c.Transfer.Kind != 0 {
+		bad("transfer", "reserved for a later version of anyns; not supported yet (line %d)", c.Transfer.Line)
 	}
 	return errors.Join(errs...)
 }

@@ -110,14 +110,14 @@ func (cs *controlServer) Close() {
 	_ = os.Remove(cs.path)
 }
 
-// ctlCmd implements `anyns ctl [--socket PATH] status [--json] | drain | undrain`.
+// ctlCmd implements `anyns ctl [--socket PATH] status [--json] | zones [--json] | drain | undrain`.
 func ctlCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("anyns ctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", defaultSocket(), "control socket `path` of the running server")
 	asJSON := fs.Bool("json", false, "print status as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: anyns ctl [--socket PATH] status [--json] | drain | undrain")
+		fmt.Fprintln(stderr, "usage: anyns ctl [--socket PATH] status [--json] | zones [--json] | drain | undrain")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -135,7 +135,7 @@ func ctlCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	method, path := "", ""
 	switch verb {
-	case "status":
+	case "status", "zones":
 		method, path = http.MethodGet, "/status"
 	case "drain":
 		method, path = http.MethodPost, "/drain"
@@ -173,6 +173,13 @@ func ctlCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("bad answer from anyns: %w", err)
 	}
+	if verb == "zones" {
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(st.Zones)
+		}
+		printZones(stdout, st.Zones)
+		return nil
+	}
 	if *asJSON {
 		_, err := stdout.Write(body)
 		return err
@@ -181,15 +188,21 @@ func ctlCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// printStatus renders a status for people.
-func printStatus(w io.Writer, st status) {
-	fmt.Fprintf(w, "identity  %s\nversion   %s\ndrained   %v\n\n", st.Identity, st.Version, st.Drained)
+// printZones renders the zone table of `anyns ctl zones` and status.
+func printZones(w io.Writer, zs []zoneStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ZONE\tSERIAL\tRECORDS\tSERVING\tFILE\tERROR")
-	for _, z := range st.Zones {
+	for _, z := range zs {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%s\t%s\n", cmp.Or(z.Zone, "-"), z.Serial, z.Records, z.Serving, z.File, z.Error)
 	}
 	tw.Flush()
+}
+
+// printStatus renders a status for people.
+func printStatus(w io.Writer, st status) {
+	fmt.Fprintf(w, "identity  %s\nversion   %s\ndrained   %v\n\n", st.Identity, st.Version, st.Drained)
+	printZones(w, st.Zones)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if len(st.Prefixes) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "PREFIX\tHEALTH\tANNOUNCED\tSINCE\tREASON")

@@ -4,7 +4,7 @@
 //
 //	anyns serve [--config FILE] [--listen ADDR]... [--zones DIR] [--id NAME] [--check]
 //	anyns checkzone FILE... | --zones DIR
-//	anyns ctl [--socket PATH] status [--json] | drain | undrain
+//	anyns ctl [--socket PATH] status [--json] | zones [--json] | drain | undrain
 //	anyns version
 //
 // main is thin: it calls run and is the only place that exits.
@@ -47,7 +47,7 @@ func main() {
 const usage = `usage:
   anyns serve [--config FILE] [--listen ADDR]... [--zones DIR] [--id NAME] [--check]
   anyns checkzone FILE... | --zones DIR
-  anyns ctl [--socket PATH] status [--json] | drain | undrain
+  anyns ctl [--socket PATH] status [--json] | zones [--json] | drain | undrain
   anyns version
 `
 

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -164,11 +165,30 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
+	// The metrics endpoint opens before BGP starts, so a bad address stops
+	// the start before anything is announced.
+	var ctlp atomic.Pointer[controller]
+	metricsAt := ""
+	if cfg.Metrics.Listen != "" {
+		addr := metricsAddr(cfg.Metrics.Listen)
+		col := newCollector(srv, loader, ctlp.Load)
+		ms, err := startMetrics(addr, cfg.Identity, col, func() (bool, string) { return readiness(loader, ctlp.Load()) }, log.Named("metrics"))
+		if err != nil {
+			cancelRun()
+			bgWG.Wait()
+			closeListeners()
+			return fmt.Errorf("metrics.listen %s: %w", addr, err)
+		}
+		defer ms.Close()
+		metricsAt = ms.ln.Addr().String()
+	}
+
 	// BGP starts only once listeners are open and zones loaded; health
 	// announces a prefix after its first rise passes.
 	var ctl *controller
 	if cfg.anycast != nil {
 		ctl, err = startAnycast(runCtx, &bgWG, cfg, ls, loader, srv, log)
+		ctlp.Store(ctl)
 		if err != nil {
 			cancelRun()
 			bgWG.Wait()
@@ -202,6 +222,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		zap.Strings("listeners", listenerAddrs(ls)),
 		zap.Array("zones", zoneList(snap.Zones())),
 		zap.String("control", socket),
+		zap.String("metrics", metricsAt),
 	)
 	// systemd Type=notify: ready once zones are loaded and listeners open.
 	// Without NOTIFY_SOCKET this does nothing.
