@@ -228,20 +228,20 @@ func parseRoute(r Route) (route, error) {
 			errs = append(errs, fmt.Errorf("next_hop: %s: not the address family of %s", r.NextHop, r.Prefix))
 		}
 	}
-	for _, s := range r.Communities {
+	for i, s := range r.Communities {
 		c, err := ParseCommunity(s)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("communities: %w", err))
+			errs = append(errs, fmt.Errorf("communities[%d]: %w", i, err))
 			continue
 		}
 		if !slices.Contains(out.communities, c) {
 			out.communities = append(out.communities, c)
 		}
 	}
-	for _, s := range r.LargeCommunities {
+	for i, s := range r.LargeCommunities {
 		c, err := parseLargeCommunity(s)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("large_communities: %w", err))
+			errs = append(errs, fmt.Errorf("large_communities[%d]: %w", i, err))
 			continue
 		}
 		if !slices.Contains(out.large, c) {
@@ -265,4 +265,12 @@ func (a *route) equal(b *route) bool {
 	}
 	return a.prefix == b.prefix && a.nextHop == b.nextHop && a.prepend == b.prepend &&
 		slices.Equal(a.communities, b.communities) && slices.Equal(a.large, b.large)
+}
+
+// Validate reports every problem that would make Announce reject r, one
+// error per problem, each starting with the key at fault ("prefix: …",
+// "next_hop: …", "large_communities: …").
+func (r Route) Validate() error {
+	_, err := parseRoute(r)
+	return err
 }

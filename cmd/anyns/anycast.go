@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -31,7 +32,12 @@ type controller struct {
 	prefixes    []*prefixState
 	drained     bool
 	stopping    bool // graceful-shutdown community on every announcement
+	final       bool // withdrawn for good: the process is stopping
 	transitions map[transitionKey]uint64
+	// verdicts, once set, gives the health checker's current verdicts:
+	// status shows their reason and time even when the state has not
+	// changed (a prefix down since start, a hold-down).
+	verdicts func() []health.Verdict
 }
 
 // transitionKey counts health state changes for metrics; reason is a
@@ -65,7 +71,7 @@ type prefixState struct {
 func newController(a *anycast, sp *announce.Speaker, log *zap.Logger) *controller {
 	c := &controller{log: log, speaker: sp, drain: a.drain, degPre: a.degPre, transitions: make(map[transitionKey]uint64)}
 	for _, r := range a.routes {
-		c.prefixes = append(c.prefixes, &prefixState{route: r, verdict: health.Verdict{Prefix: r.Prefix, State: health.Down, Reason: "starting"}})
+		c.prefixes = append(c.prefixes, &prefixState{route: r, verdict: health.Verdict{Prefix: r.Prefix, State: health.Down, Reason: "starting", Since: time.Now()}})
 	}
 	return c
 }
@@ -86,12 +92,16 @@ func (c *controller) notify(v health.Verdict) {
 }
 
 // setDrained withdraws every prefix and keeps it withdrawn (true), or
-// resumes following health (false).
-func (c *controller) setDrained(d bool) {
+// resumes following health (false). It is refused once the process is
+// stopping: an undrain must not re-announce a prefix about to go.
+func (c *controller) setDrained(d bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stopping {
+		return errors.New("anyns is stopping: the prefixes stay withdrawn")
+	}
 	if c.drained == d {
-		return
+		return nil
 	}
 	c.drained = d
 	reason := "undrain"
@@ -102,12 +112,13 @@ func (c *controller) setDrained(d bool) {
 	for _, p := range c.prefixes {
 		c.applyLocked(p, reason)
 	}
+	return nil
 }
 
 // applyLocked brings one prefix's announcement in line with its desired
 // state. Errors are logged; the speaker retries on its own.
 func (c *controller) applyLocked(p *prefixState, reason string) {
-	want := !c.drained && (p.verdict.State == health.Up || p.verdict.State == health.Degraded)
+	want := !c.drained && !c.final && (p.verdict.State == health.Up || p.verdict.State == health.Degraded)
 	route := p.route
 	if p.verdict.State == health.Degraded {
 		route.Prepend += c.degPre
@@ -119,6 +130,12 @@ func (c *controller) applyLocked(p *prefixState, reason string) {
 	defer cancel()
 	var err error
 	if want {
+		// Config validation runs the same check, so this only guards
+		// against a route the speaker would drop without retrying.
+		if verr := route.Validate(); verr != nil {
+			c.log.Error("route not announced: invalid", zap.String("prefix", route.Prefix.String()), zap.Error(verr))
+			return
+		}
 		err = c.speaker.Announce(ctx, route)
 	} else if p.announced {
 		err = c.speaker.Withdraw(ctx, route.Prefix)
@@ -155,7 +172,7 @@ func (c *controller) stop(ctx context.Context) {
 		sleepCtx(ctx, min(c.drain/5, time.Second))
 	}
 	c.mu.Lock()
-	c.drained = true
+	c.final = true
 	for _, p := range c.prefixes {
 		c.applyLocked(p, "stopping")
 	}
@@ -198,14 +215,27 @@ type prefixStatus struct {
 
 func (c *controller) status() (ps []prefixStatus, drained bool) {
 	c.mu.Lock()
+	verdicts := c.verdicts
+	c.mu.Unlock()
+	current := make(map[netip.Prefix]health.Verdict)
+	if verdicts != nil {
+		for _, v := range verdicts() {
+			current[v.Prefix] = v
+		}
+	}
+	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.prefixes {
+		v := p.verdict
+		if cv, ok := current[p.route.Prefix]; ok {
+			v = cv
+		}
 		ps = append(ps, prefixStatus{
-			Prefix: p.route.Prefix.String(), Health: p.verdict.State.String(), Reason: p.verdict.Reason,
-			Since: p.verdict.Since, Announced: p.announced,
+			Prefix: p.route.Prefix.String(), Health: v.State.String(), Reason: v.Reason,
+			Since: v.Since, Announced: p.announced,
 		})
 	}
-	return ps, c.drained
+	return ps, c.drained || c.final
 }
 
 // healthTargets pairs each route with the listeners that back it: the

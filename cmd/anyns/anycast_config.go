@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/anyns/anyns/announce"
@@ -91,46 +92,62 @@ type anycast struct {
 }
 
 // validateBGP converts and checks the bgp and health sections; bad reports
-// a problem under a key path.
+// a problem under a key path. Values are checked by the announce and health
+// packages' own validation (the same the running speaker applies), with
+// their keys placed under bgp. and health.; only what they cannot see (text
+// that does not parse, listeners) is checked here.
 func (c *Config) validateBGP(bad func(key, format string, args ...any)) *anycast {
 	b := c.BGP
 	if b == nil {
 		return nil
 	}
+	reported := make(map[string]bool)
+	badKey := func(key, format string, args ...any) {
+		reported[key] = true
+		bad(key, format, args...)
+	}
+	// pass reports the errors of another package's validation under
+	// prefix, skipping keys already reported.
+	pass := func(prefix string, err error) {
+		for _, e := range unjoin(err) {
+			key, msg, ok := strings.Cut(e.Error(), ": ")
+			if !ok {
+				key, msg = "", e.Error()
+			}
+			full := strings.TrimSuffix(prefix+key, ".")
+			if !reported[full] {
+				badKey(full, "%s", msg)
+			}
+		}
+	}
+
 	a := &anycast{drain: 5 * time.Second}
 	a.speaker.ASN = b.ASN
-	if b.ASN == 0 {
-		bad("bgp.asn", "must be between 1 and 4294967295")
-	}
-	if rid, err := netip.ParseAddr(b.RouterID); err != nil || !rid.Is4() {
-		bad("bgp.router_id", "must be an IPv4 address, got %q", b.RouterID)
-	} else {
-		a.speaker.RouterID = rid
+	if b.RouterID != "" {
+		if rid, err := netip.ParseAddr(b.RouterID); err != nil {
+			badKey("bgp.router_id", "must be an IPv4 address, got %q", b.RouterID)
+		} else {
+			a.speaker.RouterID = rid
+		}
 	}
 	a.speaker.ListenPort = -1
 	if b.ListenPort != nil {
-		if *b.ListenPort < -1 || *b.ListenPort > 65535 {
-			bad("bgp.listen_port", "must be -1 (no listener) or a port 0-65535, got %d", *b.ListenPort)
-		}
 		a.speaker.ListenPort = *b.ListenPort
 	}
 	if b.Drain != nil {
 		if *b.Drain < 0 {
-			bad("bgp.drain", "must not be negative, got %v", *b.Drain)
+			badKey("bgp.drain", "must not be negative, got %v", *b.Drain)
 		}
 		a.drain = *b.Drain
 	}
 	if len(b.Neighbors) == 0 {
-		bad("bgp.neighbors", "needs at least one neighbor")
+		badKey("bgp.neighbors", "needs at least one neighbor")
 	}
 	for i, n := range b.Neighbors {
 		key := fmt.Sprintf("bgp.neighbors[%d]", i)
 		addr, err := netip.ParseAddr(n.Address)
 		if err != nil {
-			bad(key+".address", "must be an IP address, got %q", n.Address)
-		}
-		if n.ASN == 0 {
-			bad(key+".asn", "must be between 1 and 4294967295")
+			badKey(key+".address", "must be an IP address, got %q", n.Address)
 		}
 		nb := announce.Neighbor{
 			Address: addr, ASN: n.ASN, Port: n.Port, Password: n.Password, Multihop: n.Multihop,
@@ -139,60 +156,51 @@ func (c *Config) validateBGP(bad func(key, format string, args ...any)) *anycast
 		if n.LocalAddress != "" {
 			la, err := netip.ParseAddr(n.LocalAddress)
 			if err != nil {
-				bad(key+".local_address", "must be an IP address, got %q", n.LocalAddress)
+				badKey(key+".local_address", "must be an IP address, got %q", n.LocalAddress)
 			}
 			nb.LocalAddress = la
 		}
 		a.speaker.Neighbors = append(a.speaker.Neighbors, nb)
 	}
+	if _, err := announce.New(a.speaker, nil); err != nil {
+		pass("bgp.", err)
+	}
 	if len(b.Announce) == 0 {
-		bad("bgp.announce", "needs at least one prefix")
+		badKey("bgp.announce", "needs at least one prefix")
 	}
 	for i, p := range b.Announce {
 		key := fmt.Sprintf("bgp.announce[%d]", i)
 		r := announce.Route{Communities: p.Communities, LargeCommunities: p.LargeCommunities, MED: p.MED, Prepend: p.Prepend}
-		pfx, err := netip.ParsePrefix(p.Prefix)
-		if err != nil {
-			bad(key+".prefix", "must be a prefix such as 192.0.2.53/32, got %q", p.Prefix)
-		} else if pfx != pfx.Masked() {
-			bad(key+".prefix", "%s has bits set past its length (did you mean %s?)", pfx, pfx.Masked())
+		pfx, perr := netip.ParsePrefix(p.Prefix)
+		if perr != nil {
+			badKey(key+".prefix", "must be a prefix such as 192.0.2.53/32, got %q", p.Prefix)
 		}
 		r.Prefix = pfx
 		if p.NextHop != "" {
 			nh, err := netip.ParseAddr(p.NextHop)
 			if err != nil {
-				bad(key+".next_hop", "must be an IP address, got %q", p.NextHop)
+				badKey(key+".next_hop", "must be an IP address, got %q", p.NextHop)
 			}
 			r.NextHop = nh
 		}
-		for j, cm := range p.Communities {
-			if _, err := announce.ParseCommunity(cm); err != nil {
-				bad(fmt.Sprintf("%s.communities[%d]", key, j), "%v", err)
-			}
-		}
-		if p.Prepend < 0 || p.Prepend > announce.MaxPrepend {
-			bad(key+".prepend", "must be between 0 and %d, got %d", announce.MaxPrepend, p.Prepend)
-		}
+		pass(key+".", r.Validate())
 		var checks []netip.AddrPort
 		for j, s := range p.Checks {
 			ap, err := parseListen(s)
 			if err != nil {
-				bad(fmt.Sprintf("%s.checks[%d]", key, j), "%v", err)
+				badKey(fmt.Sprintf("%s.checks[%d]", key, j), "%v", err)
 				continue
 			}
 			if !c.listens(ap) {
-				bad(fmt.Sprintf("%s.checks[%d]", key, j), "%s is not one of the listen addresses", s)
+				badKey(fmt.Sprintf("%s.checks[%d]", key, j), "%s is not one of the listen addresses", s)
 			}
 			checks = append(checks, ap)
 		}
-		if len(p.Checks) == 0 && err == nil && len(c.backing(pfx)) == 0 {
-			bad(key+".checks", "no listener is on an address inside %s: listen on the service address or list the checks", pfx)
+		if len(p.Checks) == 0 && perr == nil && len(c.backing(pfx)) == 0 {
+			badKey(key+".checks", "no listener is on an address inside %s: listen on the service address or list the checks", pfx)
 		}
 		a.routes = append(a.routes, r)
 		a.checks = append(a.checks, checks)
-	}
-	if _, err := announce.New(a.speaker, nil); err != nil {
-		bad("bgp", "%v", err)
 	}
 	h := c.Health
 	a.health = health.Config{
@@ -202,7 +210,7 @@ func (c *Config) validateBGP(bad func(key, format string, args ...any)) *anycast
 	a.queries = h.Queries
 	a.allZone = h.RequireAllZones
 	if h.DegradedPrepend < 0 || h.DegradedPrepend > announce.MaxPrepend {
-		bad("health.degraded_prepend", "must be between 0 and %d, got %d", announce.MaxPrepend, h.DegradedPrepend)
+		badKey("health.degraded_prepend", "must be between 0 and %d, got %d", announce.MaxPrepend, h.DegradedPrepend)
 	}
 	a.degPre = h.DegradedPrepend
 	return a

@@ -206,8 +206,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if ctl == nil {
 				return errors.New("no bgp section configured: nothing to drain")
 			}
-			ctl.setDrained(d)
-			return nil
+			return ctl.setDrained(d)
 		}, log.Named("control"))
 		if err != nil {
 			log.Warn("control socket unavailable", zap.String("socket", socket), zap.Error(err))
@@ -268,10 +267,9 @@ func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []list
 	}
 	ctl := newController(a, sp, log.Named("anycast"))
 	bound := make(map[netip.AddrPort]netip.AddrPort)
-	for i, l := range ls {
-		want, _ := parseListen(cfg.Listen[i])
+	for _, l := range ls {
 		got, _ := netip.ParseAddrPort(l.tcp.Addr().String())
-		bound[want] = netip.AddrPortFrom(got.Addr().Unmap(), got.Port())
+		bound[l.want] = netip.AddrPortFrom(got.Addr().Unmap(), got.Port())
 	}
 	names := func() []string {
 		if len(a.queries) > 0 {
@@ -293,6 +291,9 @@ func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []list
 	if err != nil {
 		return nil, err
 	}
+	ctl.mu.Lock()
+	ctl.verdicts = hc.Verdicts
+	ctl.mu.Unlock()
 	if err := sp.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -406,8 +407,9 @@ func unjoin(err error) []error {
 
 // listener is one service address, bound over UDP and TCP on the same port.
 type listener struct {
-	udp net.PacketConn
-	tcp net.Listener
+	udp  net.PacketConn
+	tcp  net.Listener
+	want netip.AddrPort // the configured address (port 0 before binding)
 }
 
 // openListeners binds every address over TCP and UDP. Port 0 binds TCP
@@ -456,7 +458,7 @@ func bindPair(addr string) (listener, error) {
 		}
 		udp, err := net.ListenPacket("udp", udpAddr)
 		if err == nil {
-			return listener{udp: udp, tcp: tcp}, nil
+			return listener{udp: udp, tcp: tcp, want: ap}, nil
 		}
 		tcp.Close()
 		if ap.Port() != 0 || i == attempts-1 {
