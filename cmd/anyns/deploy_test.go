@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -317,9 +318,11 @@ type k8sContainer struct {
 		} `yaml:"capabilities"`
 	} `yaml:"securityContext"`
 	ReadinessProbe struct {
-		Exec struct {
-			Command []string `yaml:"command"`
-		} `yaml:"exec"`
+		HTTPGet struct {
+			Host string `yaml:"host"`
+			Port int    `yaml:"port"`
+			Path string `yaml:"path"`
+		} `yaml:"httpGet"`
 	} `yaml:"readinessProbe"`
 	VolumeMounts []struct {
 		Name      string `yaml:"name"`
@@ -366,8 +369,9 @@ func TestDeployKubernetes(t *testing.T) {
 	if strings.Join(c.SecurityContext.Capabilities.Add, ",") != "NET_BIND_SERVICE" || strings.Join(c.SecurityContext.Capabilities.Drop, ",") != "ALL" {
 		t.Errorf("anyns container capabilities %+v, want drop ALL, add NET_BIND_SERVICE", c.SecurityContext.Capabilities)
 	}
-	if got := strings.Join(c.ReadinessProbe.Exec.Command, " "); got != "/usr/local/bin/anyns ctl --socket /run/anyns/anyns.sock status --json" {
-		t.Errorf("readiness probe %q", got)
+	if hg := c.ReadinessProbe.HTTPGet; hg.Path != "/readyz" || hg.Host != "127.0.0.1" ||
+		!strings.Contains(objs["ConfigMap/anyns-config"].Data["anyns.yaml"], fmt.Sprintf("listen: 127.0.0.1:%d", hg.Port)) {
+		t.Errorf("readiness probe %+v does not ask anyns's /readyz on its metrics listener", hg)
 	}
 	mounts := map[string]string{}
 	for _, m := range c.VolumeMounts {
@@ -393,7 +397,7 @@ func TestDeployKubernetes(t *testing.T) {
 	}
 	if len(ps.InitContainers) != 1 || !strings.Contains(strings.Join(ps.InitContainers[0].Command, " "), `s/@NODE_IP@/$NODE_IP/g`) ||
 		!strings.Contains(strings.Join(ps.InitContainers[0].Command, " "), mounts["config"]+"/anyns.yaml") {
-		t.Errorf("the init container does not render @NODE_IP@ into %s/anyns.yaml: %q", mounts["config"], ps.InitContainers)
+		t.Errorf("the init container does not render @NODE_IP@ into %s/anyns.yaml: %+v", mounts["config"], ps.InitContainers)
 	}
 	dir := t.TempDir()
 	zones := filepath.Join(dir, "zones")
