@@ -601,6 +601,7 @@ func (l *lab) startSite(bin, id, ns string, asn uint32, routerID, neighbor strin
 	l.t.Helper()
 	s := &site{id: id, bin: bin, socket: filepath.Join(l.dir, id+".sock")}
 	conf := fmt.Sprintf(`identity: %s
+allow_root: true # the lab runs as root
 listen: ["%s:53"]
 zones: %s
 log: {level: info, format: json}

@@ -36,10 +36,14 @@ type Config struct {
 	TCP     TCPConfig `yaml:"tcp"`
 	Log     LogConfig `yaml:"log"`
 
-	Reload  ReloadConfig  `yaml:"reload"`
-	BGP     *BGPConfig    `yaml:"bgp"`
-	Health  HealthConfig  `yaml:"health"`
-	Control ControlConfig `yaml:"control"`
+	// AllowRoot lets `anyns serve` run as root. By default it refuses:
+	// run it as an unprivileged user with CAP_NET_BIND_SERVICE instead
+	// (deploy/systemd/anyns.service).
+	AllowRoot bool          `yaml:"allow_root"`
+	Reload    ReloadConfig  `yaml:"reload"`
+	BGP       *BGPConfig    `yaml:"bgp"`
+	Health    HealthConfig  `yaml:"health"`
+	Control   ControlConfig `yaml:"control"`
 
 	Metrics MetricsConfig `yaml:"metrics"`
 

@@ -141,3 +141,32 @@ func TestCommands(t *testing.T) {
 		t.Errorf("unknown flag: %v", err)
 	}
 }
+
+func TestRefusesRoot(t *testing.T) {
+	defer func(f func() int) { geteuid = f }(geteuid)
+	geteuid = func() int { return 0 }
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--zones", "../../zones", "--id", "root-test"}
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "refusing to run as root") {
+		t.Fatalf("as root without allow_root: %v", err)
+	}
+	if !strings.Contains(errOut.String(), "CAP_NET_BIND_SERVICE") {
+		t.Errorf("the log does not say what to do instead:\n%s", errOut.String())
+	}
+	// Allowed: it starts (and stops at once: the context is already done).
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	errOut.Reset()
+	cfg := writeFile(t, t.TempDir(), "c.yaml", "control: {socket: \"off\"}\n")
+	if err := run(ctx, append(args, "--allow-root", "--config", cfg), &out, &errOut); err != nil {
+		t.Fatalf("with --allow-root: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "running as root") || !strings.Contains(errOut.String(), "anyns started") {
+		t.Errorf("no warning or no start:\n%s", errOut.String())
+	}
+	// --check validates as root without refusing.
+	if err := run(context.Background(), append(args, "--check"), &out, &errOut); err != nil {
+		t.Errorf("--check as root: %v", err)
+	}
+}

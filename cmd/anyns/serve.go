@@ -26,6 +26,9 @@ import (
 	"github.com/anyns/anyns/zone"
 )
 
+// geteuid is os.Geteuid; a variable so tests can play root.
+var geteuid = os.Geteuid
+
 // shutdownTimeout bounds how long in-flight queries may take to finish
 // once a stop signal arrives.
 const shutdownTimeout = 5 * time.Second
@@ -49,6 +52,7 @@ func parseServeFlags(args []string, stderr io.Writer) (cfg Config, check bool, e
 	)
 	fs.Var(&listen, "listen", "listen `address` host:port, repeatable (overrides the config)")
 	fs.BoolVar(&check, "check", false, "validate the config and zones, print what would be served, and exit")
+	allowRoot := fs.Bool("allow-root", false, "run even as root (by default anyns refuses; use CAP_NET_BIND_SERVICE)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, errUsage
 	}
@@ -70,6 +74,9 @@ func parseServeFlags(args []string, stderr io.Writer) (cfg Config, check bool, e
 	}
 	if *id != "" {
 		cfg.Identity = *id
+	}
+	if *allowRoot {
+		cfg.AllowRoot = true
 	}
 	if err := cfg.Validate(); err != nil {
 		if *configFile != "" {
@@ -93,6 +100,13 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if geteuid() == 0 {
+		if !cfg.AllowRoot {
+			log.Error("refusing to run as root", zap.String("hint", "run as an unprivileged user with CAP_NET_BIND_SERVICE (deploy/systemd/anyns.service), or set allow_root: true / --allow-root"))
+			return errors.New("refusing to run as root: run as an unprivileged user with CAP_NET_BIND_SERVICE, or set allow_root: true (--allow-root)")
+		}
+		log.Warn("running as root (allow_root is set); an unprivileged user with CAP_NET_BIND_SERVICE is safer")
+	}
 
 	store := zone.NewStore(nil)
 	loader, err := zone.NewLoader(zone.Config{Dir: cfg.Zones, Debounce: cfg.Reload.Debounce, Rescan: cfg.Reload.Rescan}, store, log.Named("zone"))
