@@ -46,7 +46,16 @@ type query struct {
 	tmp   []dns.RR // scratch for truncation
 	one   []dns.RR // scratch for the CHAOS answer
 	optRR []dns.RR // scratch for an additional section of only the OPT
-	ansCp []dns.RR // answer when case-fixed copies replace stored RRs
+	qs    [1]dns.Question
+	slow  bool // the general path ran: release clears its state
+
+	// Fast path (fast.go).
+	nameBuf [256]byte      // canonical query name
+	cm      map[string]int // compression map, cleared after each query
+	soa     dns.SOA        // copies of stored RRs for dns.PackRR
+	ns      dns.NS
+	a       dns.A
+	aaaa    dns.AAAA
 }
 
 // ednsState is what the OPT RR of a query turned out to be.
@@ -80,6 +89,11 @@ func (s *Server) Respond(req, buf []byte, t Transport) (resp []byte, ok bool) {
 		s.stats.dropped.Add(1)
 		return nil, false
 	}
+	return s.respondWith(req, buf, t, s.testHookRespond == nil)
+}
+
+// respondWith is Respond, trying the fast path first when fast is set.
+func (s *Server) respondWith(req, buf []byte, t Transport, fast bool) (resp []byte, ok bool) {
 	q := s.queries.Get().(*query)
 	defer s.release(q)
 	defer func() {
@@ -87,7 +101,15 @@ func (s *Server) Respond(req, buf []byte, t Transport) (resp []byte, ok bool) {
 			resp, ok = s.recovered(q, r, req, buf)
 		}
 	}()
+	if fast {
+		if out, ok := s.respondFast(q, req, buf, t); ok {
+			return out, true
+		}
+	}
 	out := s.respond(q, req, buf, t)
+	if out != nil {
+		copyQuestionCase(out, req)
+	}
 	if out == nil {
 		s.stats.dropped.Add(1)
 		return nil, false
@@ -97,16 +119,26 @@ func (s *Server) Respond(req, buf []byte, t Transport) (resp []byte, ok bool) {
 
 // release clears q and returns it to the pool.
 func (s *Server) release(q *query) {
-	q.req = dns.Msg{}
-	q.resp = dns.Msg{}
+	if len(q.cm) > 0 {
+		clear(q.cm)
+	} else if q.cm == nil {
+		q.cm = make(map[string]int, 16)
+	}
 	q.zr.Reset()
-	q.opt = dns.OPT{}
-	q.txt = dns.TXT{}
-	clear(q.opts)
-	q.opts = q.opts[:0]
-	for _, p := range []*[]dns.RR{&q.extra, &q.tmp, &q.one, &q.optRR, &q.ansCp} {
-		clear(*p)
-		*p = (*p)[:0]
+	q.soa, q.ns, q.a, q.aaaa = dns.SOA{}, dns.NS{}, dns.A{}, dns.AAAA{}
+	if q.slow {
+		q.slow = false
+		q.req = dns.Msg{}
+		q.resp = dns.Msg{}
+		q.opt = dns.OPT{}
+		q.txt = dns.TXT{}
+		q.qs = [1]dns.Question{}
+		clear(q.opts)
+		q.opts = q.opts[:0]
+		for _, p := range []*[]dns.RR{&q.extra, &q.tmp, &q.one, &q.optRR} {
+			clear(*p)
+			*p = (*p)[:0]
+		}
 	}
 	s.queries.Put(q)
 }
@@ -114,6 +146,7 @@ func (s *Server) release(q *query) {
 // recovered answers SERVFAIL after a panic in respond.
 func (s *Server) recovered(q *query, r any, req, buf []byte) ([]byte, bool) {
 	s.stats.panics.Add(1)
+	q.slow = true
 	s.log.Error("panic while answering a query", zap.Any("panic", r), zap.Stack("stack"))
 	m := &q.resp
 	*m = dns.Msg{}
@@ -144,6 +177,7 @@ func setHeader(m *dns.Msg, req []byte) {
 // respond builds and packs the response to req (header already known to
 // parse and to have QR=0).
 func (s *Server) respond(q *query, req, buf []byte, t Transport) []byte {
+	q.slow = true
 	m := &q.resp
 	setHeader(m, req)
 	m.Compress = true
@@ -158,7 +192,12 @@ func (s *Server) respond(q *query, req, buf []byte, t Transport) []byte {
 		s.testHookRespond(&q.req)
 	}
 	if qdcount == 1 && len(q.req.Question) == 1 {
-		m.Question = q.req.Question[:1]
+		// The question is packed in canonical form, so that every name
+		// compresses against it whatever the query's case; Respond then
+		// copies the query's bytes over it (copyQuestionCase).
+		q.qs[0] = q.req.Question[0]
+		q.qs[0].Name = asciiLower(q.qs[0].Name)
+		m.Question = q.qs[:1]
 	}
 	edns := ednsNone
 	if err == nil {
@@ -312,7 +351,9 @@ func (s *Server) answerIN(q *query, buf []byte, t Transport, limit int, question
 		answer = answer[:rrsetEnd(answer, 0)]
 		extra = nil
 	}
-	m.Answer = q.matchCase(answer, question.Name)
+	// Stored owners are canonical: those equal to the query name compress
+	// against the canonical question and read as the query spelled them.
+	m.Answer = answer
 	m.Ns = zr.Ns
 	q.extra = append(q.extra[:0], extra...)
 	cut := ""
@@ -325,28 +366,6 @@ func (s *Server) answerIN(q *query, buf []byte, t Transport, limit int, question
 		}
 	}
 	return s.finish(q, buf, limit, rcode, cut)
-}
-
-// matchCase returns rrs with the owners equal to qname (ignoring case)
-// spelled as in qname, as NSD and Knot do by compressing them to the
-// question. Stored RRs are copied, never modified.
-func (q *query) matchCase(rrs []dns.RR, qname string) []dns.RR {
-	copied := false
-	for i, rr := range rrs {
-		name := rr.Header().Name
-		if name == qname || !strings.EqualFold(name, qname) {
-			continue
-		}
-		if !copied {
-			q.ansCp = append(q.ansCp[:0], rrs...)
-			rrs = q.ansCp
-			copied = true
-		}
-		c := dns.Copy(rr)
-		c.Header().Name = qname
-		rrs[i] = c
-	}
-	return rrs
 }
 
 // answerCH answers the CHAOS identity names (TXT only, as Knot DNS; every
@@ -366,13 +385,32 @@ func (s *Server) answerCH(q *query, question dns.Question) int {
 		return dns.RcodeRefused
 	}
 	q.txt = dns.TXT{
-		Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeTXT, Class: dns.ClassCHAOS, Ttl: 0},
+		Hdr: dns.RR_Header{Name: q.qs[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassCHAOS, Ttl: 0},
 		Txt: []string{escapeTXT(text)},
 	}
 	q.one = append(q.one[:0], &q.txt)
 	q.resp.Answer = q.one
 	q.resp.Authoritative = chaosAuthoritative
 	return dns.RcodeSuccess
+}
+
+// asciiLower returns s with ASCII upper case letters lowered (s itself
+// when there are none).
+func asciiLower(s string) string {
+	i := 0
+	for i < len(s) && !('A' <= s[i] && s[i] <= 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if 'A' <= b[i] && b[i] <= 'Z' {
+			b[i] += 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // escapeTXT escapes the backslashes of s: miekg/dns reads TXT strings in

@@ -41,8 +41,6 @@ const (
 	// maxTCPQuery is the largest query accepted over TCP: a longer length
 	// prefix closes the connection (no query we answer comes near it).
 	maxTCPQuery = 16 << 10
-	// maxTCPInFlight bounds the queries of one connection handled at once.
-	maxTCPInFlight = 16
 )
 
 // Config is the configuration of a Server.
@@ -134,6 +132,9 @@ type Server struct {
 
 	queries sync.Pool // *query
 
+	// opts holds our OPT RR in wire format for each fast-path variant.
+	opts [optVariants][]byte
+
 	stats counters
 
 	mu        sync.Mutex
@@ -174,7 +175,10 @@ func New(cfg Config, store *zone.Store, log *zap.Logger) (*Server, error) {
 		tcpConns:  make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
 	}
-	s.queries.New = func() any { return new(query) }
+	s.queries.New = func() any { return &query{cm: make(map[string]int, 16)} }
+	if err := s.initOPTs(); err != nil {
+		return nil, fmt.Errorf("server config: %w", err)
+	}
 	return s, nil
 }
 
@@ -260,14 +264,10 @@ func (s *Server) track(add func()) bool {
 
 // numReaders is the number of goroutines reading one UDP socket.
 func numReaders() int {
-	n := runtime.GOMAXPROCS(0)
-	if n > 4 {
-		n = 4
-	}
-	if n < 2 {
-		n = 2
-	}
-	return n
+	// One reader per usable core (GOMAXPROCS follows the CPU affinity and
+	// cgroup quota since Go 1.25), at most 4: for more cores, open more
+	// sockets with ListenUDP.
+	return max(1, min(runtime.GOMAXPROCS(0), 4))
 }
 
 func hexString(b string) string { return hex.EncodeToString([]byte(b)) }

@@ -18,9 +18,9 @@ var tcpBufPool = sync.Pool{New: func() any { b := make([]byte, 2+65535); return 
 
 // ServeTCP accepts connections on ln and answers the queries on them per
 // RFC 7766 until Shutdown, then returns ErrServerClosed (or the first fatal
-// Accept error). Each connection may carry many queries, pipelined: up to
-// 16 are answered at once and each response is written as soon as it is
-// ready (possibly out of order). A connection is closed after
+// Accept error). Each connection may carry many queries, pipelined: they
+// are answered in order, and the responses to queries that arrived together
+// leave in one write. A connection is closed after
 // Config.TCPIdleTimeout without a query, on a length prefix over 16 KiB, on
 // a message cut short, or on a write error. Beyond Config.TCPMaxConnections
 // open connections a new one is closed at once (Stats.TCPRefused).
@@ -72,19 +72,14 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// tcpConn is the state of one TCP connection.
-type tcpConn struct {
-	c     net.Conn
-	wmu   sync.Mutex // serializes writes
-	slots chan struct{}
-	wg    sync.WaitGroup // queries in flight
-}
-
-// serveConn reads the queries of one connection and answers them.
+// serveConn reads the queries of one connection and answers them in order.
+// Every query is answered from memory, so nothing is gained by answering a
+// connection's queries concurrently: responses are appended to a write
+// buffer, which is flushed when no further query is already buffered
+// (pipelined queries get one write for many responses), when it is full, and
+// before waiting for the next query. Steady state allocates nothing per query.
 func (s *Server) serveConn(c net.Conn) {
-	tc := &tcpConn{c: c, slots: make(chan struct{}, maxTCPInFlight)}
 	defer func() {
-		tc.wg.Wait()
 		_ = c.Close()
 		s.mu.Lock()
 		delete(s.tcpConns, c)
@@ -93,52 +88,67 @@ func (s *Server) serveConn(c net.Conn) {
 		s.wg.Done()
 	}()
 	r := bufio.NewReaderSize(c, 4096)
+	w := bufio.NewWriterSize(c, 16<<10)
+	req := make([]byte, 0, 512)
 	var lenBuf [2]byte
+	flush := func() bool {
+		if w.Buffered() == 0 {
+			return true
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		if err := w.Flush(); err != nil {
+			s.connDebug("tcp write failed", c, err)
+			return false
+		}
+		return true
+	}
 	for {
+		if r.Buffered() == 0 && !flush() {
+			return
+		}
 		// The idle timeout restarts with each message (RFC 7766 6.2.3).
 		// Check for Shutdown after setting it: Shutdown closes done before
 		// it sets a deadline in the past, so one of the two wins.
 		if err := c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout)); err != nil || s.shuttingDown() {
+			flush()
 			return
 		}
 		if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
 			s.connDebug("tcp connection closed", c, err)
+			flush()
 			return
 		}
 		n := int(binary.BigEndian.Uint16(lenBuf[:]))
 		if n > maxTCPQuery {
 			s.connDebug("tcp query too large", c, nil)
+			flush()
 			return
 		}
-		bp := tcpBufPool.Get().(*[]byte)
-		req := make([]byte, n) // the query outlives the read buffer when handled concurrently
+		if cap(req) < n {
+			req = make([]byte, n)
+		}
+		req = req[:n]
 		if _, err := io.ReadFull(r, req); err != nil {
-			tcpBufPool.Put(bp)
 			s.connDebug("tcp query cut short", c, err)
+			flush()
 			return
 		}
-		tc.slots <- struct{}{}
-		tc.wg.Add(1)
-		if r.Buffered() == 0 {
-			// Nothing pipelined behind it: answer in this goroutine.
-			s.answerTCP(tc, req, bp)
-			continue
+		if !s.answerTCP(w, req, flush) {
+			return
 		}
-		go s.answerTCP(tc, req, bp)
 	}
 }
 
-// answerTCP answers one query of a connection and writes the response.
-func (s *Server) answerTCP(tc *tcpConn, req []byte, bp *[]byte) {
-	defer func() {
-		tcpBufPool.Put(bp)
-		<-tc.slots
-		tc.wg.Done()
-	}()
+// answerTCP answers one query and appends the framed response to w,
+// flushing first when it does not fit. It reports false when the
+// connection is unusable.
+func (s *Server) answerTCP(w *bufio.Writer, req []byte, flush func() bool) bool {
+	bp := tcpBufPool.Get().(*[]byte)
+	defer tcpBufPool.Put(bp)
 	buf := *bp
 	resp, ok := s.Respond(req, buf[2:], TCP)
 	if !ok || len(resp) == 0 {
-		return
+		return true
 	}
 	var frame []byte
 	if len(resp) <= len(buf)-2 && &resp[0] == &buf[2] {
@@ -148,14 +158,11 @@ func (s *Server) answerTCP(tc *tcpConn, req []byte, bp *[]byte) {
 		copy(frame[2:], resp)
 	}
 	binary.BigEndian.PutUint16(frame, uint16(len(resp)))
-	tc.wmu.Lock()
-	defer tc.wmu.Unlock()
-	_ = tc.c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
-	if _, err := tc.c.Write(frame); err != nil {
-		s.connDebug("tcp write failed", tc.c, err)
-		// Unblock the reader: the connection is unusable.
-		_ = tc.c.SetReadDeadline(aLongTimeAgo)
+	if w.Available() < len(frame) && !flush() {
+		return false
 	}
+	_, err := w.Write(frame)
+	return err == nil
 }
 
 func (s *Server) connDebug(msg string, c net.Conn, err error) {

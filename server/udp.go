@@ -13,7 +13,7 @@ import (
 const (
 	// udpBatch is the number of datagrams read (recvmmsg) and written
 	// (sendmmsg) per system call.
-	udpBatch = 16
+	udpBatch = 32
 	// udpReadSize is the read buffer per datagram: larger queries are cut
 	// and answered FORMERR.
 	udpReadSize = 8 << 10
@@ -103,6 +103,11 @@ func (s *Server) udpReader(u *udpSocket) error {
 	if u.bc == nil {
 		return s.udpReaderPlain(u)
 	}
+	if !u.dst {
+		if b := newMmsgBatch(u.pc, udpBatch, udpReadSize); b != nil {
+			return s.udpReaderMmsg(b)
+		}
+	}
 	in := make([]ipv4.Message, udpBatch)
 	out := make([]ipv4.Message, udpBatch)
 	for i := range in {
@@ -150,6 +155,41 @@ func (s *Server) udpReader(u *udpSocket) error {
 		for i := range nout {
 			out[i].Addr = nil
 			out[i].OOB = nil
+		}
+	}
+}
+
+// udpReaderMmsg is udpReader for a socket bound to one address, with
+// recvmmsg/sendmmsg batches that allocate nothing per datagram.
+func (s *Server) udpReaderMmsg(b *mmsgBatch) error {
+	bufs := make([][]byte, udpBatch) // response buffers, reused
+	for i := range bufs {
+		bufs[i] = make([]byte, 65535)
+	}
+	var delay time.Duration
+	for {
+		n, err := b.read()
+		if err != nil {
+			if s.shuttingDown() || errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			delay = s.readErrorBackoff(err, delay)
+			continue
+		}
+		delay = 0
+		nout := 0
+		for i := range n {
+			resp, ok := s.Respond(b.datagram(i), bufs[i], UDP)
+			if !ok || len(resp) == 0 {
+				continue
+			}
+			b.setReply(nout, i, resp)
+			nout++
+		}
+		if err := b.write(nout); err != nil {
+			if ce := s.log.Check(zap.DebugLevel, "udp write failed"); ce != nil {
+				ce.Write(zap.Error(err))
+			}
 		}
 	}
 }

@@ -155,3 +155,24 @@ func BenchmarkLoad1M(b *testing.B) {
 	b.ReportMetric(perRecord/float64(loads), "bytes/record")
 	b.ReportMetric(seconds/float64(loads), "s/load")
 }
+
+// BenchmarkPrecomputed measures the fast path's lookup of a precomputed
+// response (a hit) and of a miss (the server then calls Lookup).
+func BenchmarkPrecomputed(b *testing.B) {
+	s := shippedSnapshot(b)
+	for _, q := range []struct {
+		name  string
+		qname string
+		qtype uint16
+	}{
+		{"hit", "host1.example.com.", dns.TypeA},
+		{"miss", "nx.example.com.", dns.TypeA},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Precomputed(q.qname, q.qtype)
+			}
+		})
+	}
+}

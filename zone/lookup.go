@@ -195,7 +195,9 @@ func (z *Zone) answer(name string, qtype uint16, r *Response) (string, bool) {
 // matches it.
 func (z *Zone) node(n *node, name string, qtype uint16, wild bool, r *Response) (string, bool) {
 	owner := ""
-	if wild {
+	if wild && (!n.empty() || qtype == dns.TypeANY) && (qtype == dns.TypeANY || n.rrset(qtype) != nil || n.flags&flagCNAME != 0) {
+		// Synthesized RRs are renamed copies; a wildcard NODATA copies
+		// nothing (and allocates nothing).
 		owner = strings.Clone(name)
 	}
 	if qtype == dns.TypeANY && !n.empty() {

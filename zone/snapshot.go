@@ -14,6 +14,9 @@ import (
 type Snapshot struct {
 	zones  []*Zone          // sorted by origin
 	byName map[string]*Zone // by canonical origin
+	// nested holds the zones below which another served zone lies: their
+	// precomputed answers that depend on in-zone targets are not used.
+	nested map[*Zone]bool
 }
 
 // NewSnapshot builds a snapshot of zs. Two zones with the same origin are an
@@ -31,6 +34,7 @@ func NewSnapshot(zs ...*Zone) (*Snapshot, error) {
 		s.zones = append(s.zones, z)
 	}
 	sortZones(s.zones)
+	s.index()
 	return s, nil
 }
 
@@ -54,6 +58,7 @@ func (s *Snapshot) With(z *Zone) *Snapshot {
 	n.byName[z.Origin] = z
 	n.zones = append(n.zones, z)
 	sortZones(n.zones)
+	n.index()
 	return n
 }
 
@@ -68,7 +73,24 @@ func (s *Snapshot) Without(origin string) *Snapshot {
 			n.zones = append(n.zones, o)
 		}
 	}
+	n.index()
 	return n
+}
+
+// index computes s.nested (before s is published).
+func (s *Snapshot) index() {
+	s.nested = nil
+	for _, z := range s.zones {
+		for _, c := range s.zones {
+			if c != z && isSubdomain(c.Origin, z.Origin) {
+				if s.nested == nil {
+					s.nested = make(map[*Zone]bool)
+				}
+				s.nested[z] = true
+				break
+			}
+		}
+	}
 }
 
 // Zones returns the zones sorted by origin. Callers must not modify it.

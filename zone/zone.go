@@ -22,6 +22,7 @@ type Zone struct {
 	neg   dns.RR // SOA for negative answers, TTL = min(SOA TTL, MINIMUM)
 	apex  *node
 	nodes map[string]*node // by canonical owner, empty non-terminals included
+	wire  [][]byte         // arena of precomputed messages (see wire.go)
 }
 
 // SOA returns the zone's SOA record. Callers must not modify it.
@@ -47,8 +48,10 @@ const (
 )
 
 type rrset struct {
-	rrs []dns.RR // clipped
-	typ uint16
+	rrs  []dns.RR // clipped
+	typ  uint16
+	wlen uint16 // length of the precomputed message, 0 if none (wire.go)
+	woff uint32 // its offset in Zone.wire, with the wireTargets flag
 }
 
 // rrset returns the node's RRs of type t, or nil.
@@ -308,6 +311,7 @@ func (b *builder) finish() (*Zone, error) {
 	neg := dns.Copy(z.soa)
 	neg.Header().Ttl = min(z.soa.Hdr.Ttl, z.soa.Minttl)
 	z.neg = neg
+	z.precompute()
 	return z, nil
 }
 

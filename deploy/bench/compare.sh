@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# compare.sh: anyns against NSD, Knot DNS and BIND on this machine, in one run
+# (issue 6). Needs root (apt, taskset, peers' configs).
+#
+#   deploy/bench/compare.sh [--rounds N] [--duration S] [--no-bind] [--no-big]
+#
+# Each server runs on 127.0.0.1 with a port of its own, one worker, pinned to
+# CPU 1 (every thread); dnsperf runs pinned to CPU 0. Per server and
+# transport it reports: QPS, server CPU per answered query (user + kernel,
+# from /proc/PID/stat utime and stime of the server and its children, before
+# and after), QPS per core of server CPU, p50/p99 latency (from a separate
+# paced run with dnsperf -v, so that printing does not slow the measured
+# run), lost queries, RSS, and the load time and RSS of a 1,000,000-record
+# zone. Medians over the rounds; then the ratios anyns/NSD and anyns/Knot.
+#
+# Only processes this script started are stopped, by PID.
+set -euo pipefail
+
+ROUNDS=3
+DURATION=10
+WITH_BIND=1
+WITH_BIG=1
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--no-bind) WITH_BIND=0; shift ;;
+	--no-big) WITH_BIG=0; shift ;;
+	*) echo "usage: $0 [--rounds N] [--duration S] [--no-bind] [--no-big]" >&2; exit 2 ;;
+	esac
+done
+
+[ "$(id -u)" = 0 ] || { echo "compare.sh: run as root" >&2; exit 1; }
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+SRV_CPU=1
+GEN_CPU=0
+NAMES=10000
+NQUERIES=100000
+TCP_CONNS=8
+
+# --- install ---------------------------------------------------------------
+need=()
+command -v dnsperf >/dev/null || need+=(dnsperf)
+command -v nsd >/dev/null || need+=(nsd)
+command -v knotd >/dev/null || need+=(knot)
+[ $WITH_BIND = 0 ] || command -v named >/dev/null || need+=(bind9)
+command -v dig >/dev/null || need+=(bind9-dnsutils)
+if [ ${#need[@]} -gt 0 ]; then
+	if ! apt-cache policy dnsperf | grep -q 'Candidate: [0-9]'; then
+		echo "compare.sh: dnsperf is not in this system's apt sources" >&2
+		exit 1
+	fi
+	# Keep Debian's postinst scripts from starting the daemons.
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null
+	rm -f /usr/sbin/policy-rc.d
+	trap - EXIT
+fi
+
+W=$(mktemp -d /tmp/anyns-bench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+echo "# building anyns" >&2
+(cd "$REPO" && go build -o "$W/anyns" ./cmd/anyns)
+
+# --- zones and queries -----------------------------------------------------
+mkdir -p "$W/zones" "$W/big"
+awk -v n=$NAMES 'BEGIN {
+	print "$ORIGIN bench.test.\n$TTL 3600"
+	print "@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300"
+	print "@ IN NS ns1\n@ IN NS ns2\n@ IN MX 10 mail"
+	print "ns1 IN A 192.0.2.1\nns2 IN A 192.0.2.2\nmail IN A 192.0.2.25"
+	for (i = 1; i <= n - 3; i++) {
+		printf "host-%d IN A 10.%d.%d.%d\n", i, int(i/65536)%256, int(i/256)%256, i%256
+		if (i % 2 == 0) printf "host-%d IN AAAA 2001:db8::%x\n", i, i
+	}
+}' >"$W/zones/bench.test.zone"
+# 70% existing names (A), 20% NXDOMAIN, 10% other types (AAAA: half exist,
+# MX and TXT: NODATA, and apex NS/MX/SOA).
+awk -v n=$NAMES -v q=$NQUERIES 'BEGIN {
+	srand(6)
+	for (k = 0; k < q; k++) {
+		r = rand(); i = 1 + int(rand() * (n - 3))
+		if (r < 0.70) printf "host-%d.bench.test A\n", i
+		else if (r < 0.90) printf "nx-%d.bench.test A\n", i
+		else {
+			t = int(rand() * 6)
+			if (t < 2) printf "host-%d.bench.test AAAA\n", i
+			else if (t == 2) printf "host-%d.bench.test MX\n", i
+			else if (t == 3) printf "host-%d.bench.test TXT\n", i
+			else if (t == 4) printf "bench.test NS\n"
+			else printf "bench.test MX\n"
+		}
+	}
+}' >"$W/queries"
+if [ $WITH_BIG = 1 ]; then
+	awk 'BEGIN {
+		print "$ORIGIN big.test.\n$TTL 3600"
+		print "@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300"
+		print "@ IN NS ns1\nns1 IN A 192.0.2.1"
+		for (i = 1; i <= 999997; i++)
+			printf "h%d IN A 10.%d.%d.%d\n", i, int(i/65536)%256, int(i/256)%256, i%256
+	}' >"$W/big/big.test.zone"
+fi
+
+# --- servers -----------------------------------------------------------------
+# start_<server> DIR PORT ZONE ORIGIN: starts it pinned to SRV_CPU and sets PID.
+start_anyns() {
+	cat >"$W/anyns-$2.yaml" <<-EOF
+	identity: bench
+	listen: ["127.0.0.1:$2"]
+	zones: $1
+	control: {socket: "off"}
+	log: {level: warn}
+	EOF
+	taskset -c $SRV_CPU "$W/anyns" serve --allow-root --config "$W/anyns-$2.yaml" >"$W/anyns-$2.log" 2>&1 &
+	PID=$!
+}
+start_nsd() {
+	local d="$W/nsd-$2"
+	mkdir -p "$d"
+	cat >"$d/nsd.conf" <<-EOF
+	server:
+	  ip-address: 127.0.0.1@$2
+	  server-count: 1
+	  username: ""
+	  chroot: ""
+	  zonesdir: "$1"
+	  database: ""
+	  zonelistfile: "$d/zone.list"
+	  xfrdfile: "$d/xfrd.state"
+	  pidfile: "$d/nsd.pid"
+	  verbosity: 0
+	  hide-version: no
+	  rrl-ratelimit: 0
+	  reuseport: no
+	remote-control:
+	  control-enable: no
+	zone:
+	  name: $4
+	  zonefile: $3
+	EOF
+	taskset -c $SRV_CPU nsd -d -c "$d/nsd.conf" >"$d/log" 2>&1 &
+	PID=$!
+}
+start_knot() {
+	local d="$W/knot-$2"
+	mkdir -p "$d/db"
+	cat >"$d/knot.conf" <<-EOF
+	server:
+	  rundir: "$d"
+	  listen: 127.0.0.1@$2
+	  udp-workers: 1
+	  tcp-workers: 1
+	  background-workers: 1
+	database:
+	  storage: "$d/db"
+	log:
+	  - target: stderr
+	    any: warning
+	template:
+	  - id: default
+	    storage: "$1"
+	    semantic-checks: off
+	    zonefile-sync: -1
+	    zonefile-load: whole
+	    journal-content: none
+	zone:
+	  - domain: $4
+	    file: $3
+	EOF
+	taskset -c $SRV_CPU knotd -c "$d/knot.conf" >"$d/log" 2>&1 &
+	PID=$!
+}
+start_bind() {
+	local d="$W/bind-$2"
+	mkdir -p "$d"
+	cat >"$d/named.conf" <<-EOF
+	options {
+	  directory "$d";
+	  pid-file "$d/named.pid";
+	  listen-on port $2 { 127.0.0.1; };
+	  listen-on-v6 { none; };
+	  recursion no;
+	  rate-limit { responses-per-second 0; };
+	};
+	controls { };
+	zone "$4" { type primary; file "$1/$3"; };
+	EOF
+	taskset -c $SRV_CPU named -g -n 1 -U 1 -c "$d/named.conf" >"$d/log" 2>&1 &
+	PID=$!
+}
+
+# wait_ready PORT ORIGIN: polls until the SOA is answered (60s at most);
+# prints the seconds it took.
+wait_ready() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	for _ in $(seq 1 1200); do
+		if dig +time=1 +tries=1 +short -p "$1" @127.0.0.1 "$2" SOA 2>/dev/null | grep -q hostmaster; then
+			t1=$(date +%s.%N)
+			echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}'
+			return 0
+		fi
+		sleep 0.05
+	done
+	echo "timeout"
+	return 1
+}
+
+# tree PID: PID and all its descendants.
+tree() {
+	local p=$1 c
+	echo "$p"
+	for c in $(pgrep -P "$p" 2>/dev/null); do tree "$c"; done
+}
+# cpu PID: user and system clock ticks of PID and its descendants.
+cpu() {
+	local u=0 s=0 p f
+	for p in $(tree "$1"); do
+		for t in /proc/"$p"/task/*/stat; do :; done
+		f=$(cut -d')' -f2 /proc/"$p"/stat 2>/dev/null) || continue
+		set -- $f
+		u=$((u + ${12})) s=$((s + ${13}))
+	done
+	echo "$u $s"
+}
+rss_kb() {
+	local t=0 p v
+	for p in $(tree "$1"); do
+		v=$(awk '/^VmRSS/ {print $2}' /proc/"$p"/status 2>/dev/null || echo 0)
+		t=$((t + ${v:-0}))
+	done
+	echo $t
+}
+pin_all() { # every thread of every process of the server on SRV_CPU
+	local p
+	for p in $(tree "$1"); do taskset -a -p -c $SRV_CPU "$p" >/dev/null 2>&1 || true; done
+}
+stop() {
+	local p=$1
+	kill "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+	PIDS=("${PIDS[@]/$p/}")
+}
+
+HZ=$(getconf CLK_TCK)
+RESULTS="$W/results"
+: >"$RESULTS"
+
+# measure NAME PID PORT TRANSPORT ROUND
+measure() {
+	local name=$1 pid=$2 port=$3 tr=$4 round=$5 out before after
+	local args=(-s 127.0.0.1 -p "$port" -d "$W/queries" -l "$DURATION" -m "$tr")
+	if [ "$tr" = tcp ]; then args+=(-c $TCP_CONNS -q 800); else args+=(-c 1 -q 500); fi
+	# warm up
+	taskset -c $GEN_CPU dnsperf "${args[@]/$DURATION/2}" >/dev/null 2>&1 || true
+	before=$(cpu "$pid")
+	out=$(taskset -c $GEN_CPU dnsperf "${args[@]}" 2>&1)
+	after=$(cpu "$pid")
+	local sent done lost qps
+	sent=$(awk '/Queries sent:/ {print $3}' <<<"$out")
+	done=$(awk '/Queries completed:/ {print $3}' <<<"$out")
+	lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
+	qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
+	# latency: a paced run at half the measured rate, each answer printed
+	local lat
+	lat=$(taskset -c $GEN_CPU dnsperf -v -s 127.0.0.1 -p "$port" -d "$W/queries" -l 3 -m "$tr" \
+		-Q "$(awk -v q="$qps" 'BEGIN {printf "%d", q / 2}')" $([ "$tr" = tcp ] && echo "-c $TCP_CONNS") 2>/dev/null |
+		awk '$1 == ">" {print $NF}' | sort -g | awk '{a[NR] = $1} END {
+			if (NR == 0) {print "- -"; exit}
+			printf "%.0f %.0f", a[int(NR * 0.5) + 1] * 1e6, a[int(NR * 0.99) + 1] * 1e6 }')
+	echo "$name $tr $round $done $lost $qps $before $after $lat $(rss_kb "$pid")" >>"$RESULTS"
+	echo "  $name $tr round $round: $qps qps, sent $sent, lost $lost" >&2
+}
+
+SERVERS=(anyns nsd knot)
+[ $WITH_BIND = 0 ] || SERVERS+=(bind)
+declare -A PORT=([anyns]=5301 [nsd]=5302 [knot]=5303 [bind]=5304)
+declare -A LOAD LOADRSS
+
+for round in $(seq 1 "$ROUNDS"); do
+	for s in "${SERVERS[@]}"; do
+		echo "# round $round: $s" >&2
+		"start_$s" "$W/zones" "${PORT[$s]}" bench.test.zone bench.test
+		PIDS+=("$PID")
+		pid=$PID
+		wait_ready "${PORT[$s]}" bench.test >/dev/null || { echo "$s did not start; see $W" >&2; exit 1; }
+		pin_all "$pid"
+		measure "$s" "$pid" "${PORT[$s]}" udp "$round"
+		measure "$s" "$pid" "${PORT[$s]}" tcp "$round"
+		stop "$pid"
+	done
+done
+
+if [ $WITH_BIG = 1 ]; then
+	for s in "${SERVERS[@]}"; do
+		echo "# 1M-record zone: $s" >&2
+		"start_$s" "$W/big" "${PORT[$s]}" big.test.zone big.test
+		PIDS+=("$PID")
+		pid=$PID
+		LOAD[$s]=$(wait_ready "${PORT[$s]}" big.test || true)
+		pin_all "$pid"
+		sleep 1
+		LOADRSS[$s]=$(rss_kb "$pid")
+		stop "$pid"
+	done
+fi
+
+# --- report --------------------------------------------------------------------
+echo
+echo "anyns vs peers: $(uname -srm), $(nproc) CPUs ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')),"
+echo "10,000-name zone, $NQUERIES-query mix (70% existing, 20% NXDOMAIN, 10% other types), ${DURATION}s per run,"
+echo "server on CPU $SRV_CPU, dnsperf on CPU $GEN_CPU (UDP: 1 socket, 500 outstanding; TCP: $TCP_CONNS connections, 800 outstanding)."
+echo "Per-round figures:"
+awk -v hz="$HZ" '{
+	cpu = ($9 - $7 + $10 - $8) / hz
+	printf "  %-5s %s r%s  qps %8.0f  cpu us/q %5.2f (user %5.2f sys %5.2f)  lost %s\n", $1, $2, $3, $6,
+		cpu * 1e6 / $4, ($9 - $7) / hz * 1e6 / $4, ($10 - $8) / hz * 1e6 / $4, $5
+}' "$RESULTS"
+echo
+echo "Medians over $ROUNDS rounds:"
+printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %9s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB load_1M RSS_1M_B/rec
+for s in "${SERVERS[@]}"; do
+	for tr in udp tcp; do
+		awk -v s="$s" -v tr="$tr" -v hz="$HZ" -v load="${LOAD[$s]:--}" -v lrss="${LOADRSS[$s]:-0}" '
+		function median(a, n,   i, j, t) {
+			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
+			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+		}
+		$1 == s && $2 == tr {
+			n++
+			qps[n] = $6; lost[n] = $5; rss[n] = $13 / 1024
+			u = ($9 - $7) / hz; y = ($10 - $8) / hz
+			us[n] = (u + y) * 1e6 / $4; uu[n] = u * 1e6 / $4; ss[n] = y * 1e6 / $4
+			pc[n] = $4 / (u + y); p50[n] = $11; p99[n] = $12
+		}
+		END {
+			if (n == 0) exit
+			printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8s %9.0f\n", s, tr,
+				median(qps, n), median(us, n), median(uu, n), median(ss, n), median(pc, n),
+				median(p50, n), median(p99, n), median(lost, n), median(rss, n), load,
+				lrss * 1024 / 1000000
+		}' "$RESULTS" | tee -a "$W/table"
+	done
+done
+echo
+echo "Ratios (anyns / peer, server CPU per query; lower is better):"
+for peer in nsd knot; do
+	for tr in udp tcp; do
+		awk -v p="$peer" -v tr="$tr" '$2 == tr && $1 == "anyns" {a = $4} $2 == tr && $1 == p {b = $4}
+			END {if (a && b) printf "  anyns/%s %s: %.2f\n", p, tr, a / b}' "$W/table"
+	done
+	awk -v p="$peer" '$2 == "udp" && $1 == "anyns" {a = $12; ar = $13} $2 == "udp" && $1 == p {b = $12; br = $13}
+		END {if (a + 0 && b + 0) printf "  anyns/%s 1M-zone load time: %.2f, RSS: %.2f\n", p, a / b, ar / br}' "$W/table"
+done
+echo "(work dir: $W)"

@@ -1,0 +1,183 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// mmsgBatch reads and writes batches of datagrams with recvmmsg and
+// sendmmsg on one socket, with every buffer, address and header allocated
+// once: unlike x/net's ReadBatch, which allocates a net.Addr per datagram,
+// the source address stays in raw form and is handed back to sendmmsg as
+// is. One batch belongs to one goroutine.
+type mmsgBatch struct {
+	rc syscall.RawConn
+
+	in, out   []mmsghdr
+	inIov     []unix.Iovec
+	outIov    []unix.Iovec
+	names     []unix.RawSockaddrInet6 // source address of each datagram read
+	bufs      [][]byte                // read buffers
+	nread     int
+	nwritten  int
+	errno     syscall.Errno
+	readFn    func(fd uintptr) bool // bound once: no closure per call
+	writeFn   func(fd uintptr) bool
+	writeFrom int
+	writeN    int
+}
+
+// newMmsgBatch returns a batch of n datagrams of size bytes each for pc,
+// or nil when pc is not a *net.UDPConn.
+func newMmsgBatch(pc net.PacketConn, n, size int) *mmsgBatch {
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	b := &mmsgBatch{
+		rc:     rc,
+		in:     make([]mmsghdr, n),
+		out:    make([]mmsghdr, n),
+		inIov:  make([]unix.Iovec, n),
+		outIov: make([]unix.Iovec, n),
+		names:  make([]unix.RawSockaddrInet6, n),
+		bufs:   make([][]byte, n),
+	}
+	for i := range n {
+		b.bufs[i] = make([]byte, size)
+		b.inIov[i].Base = &b.bufs[i][0]
+		b.inIov[i].SetLen(size)
+		h := &b.in[i].hdr
+		h.Iov = &b.inIov[i]
+		h.SetIovlen(1)
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Namelen = uint32(unsafe.Sizeof(b.names[i]))
+		o := &b.out[i].hdr
+		o.Iov = &b.outIov[i]
+		o.SetIovlen(1)
+	}
+	b.readFn = b.doRead
+	b.writeFn = b.doWrite
+	return b
+}
+
+// read fills the batch and returns the number of datagrams read.
+func (b *mmsgBatch) read() (int, error) {
+	for i := range b.in {
+		b.in[i].hdr.Namelen = uint32(unsafe.Sizeof(b.names[i]))
+		b.in[i].hdr.Flags = 0
+		b.in[i].n = 0
+	}
+	b.nread, b.errno = 0, 0
+	if err := b.rc.Read(b.readFn); err != nil {
+		return 0, err
+	}
+	if b.errno != 0 {
+		return 0, b.errno
+	}
+	return b.nread, nil
+}
+
+func (b *mmsgBatch) doRead(fd uintptr) bool {
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)), 0, 0, 0)
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	b.nread, b.errno = int(n), e
+	return true
+}
+
+// datagram returns the i-th datagram read.
+func (b *mmsgBatch) datagram(i int) []byte {
+	return b.bufs[i][:b.in[i].n]
+}
+
+// setReply makes out[j] the reply resp to the i-th datagram read.
+func (b *mmsgBatch) setReply(j, i int, resp []byte) {
+	b.outIov[j].Base = &resp[0]
+	b.outIov[j].SetLen(len(resp))
+	o := &b.out[j].hdr
+	o.Name = b.in[i].hdr.Name
+	o.Namelen = b.in[i].hdr.Namelen
+}
+
+// write sends out[:n], retrying what a partial sendmmsg left and skipping a
+// datagram that fails. It returns the last error.
+func (b *mmsgBatch) write(n int) error {
+	var last error
+	for from := 0; from < n; {
+		b.writeFrom, b.writeN, b.nwritten, b.errno = from, n-from, 0, 0
+		if err := b.rc.Write(b.writeFn); err != nil {
+			return err
+		}
+		if b.errno != 0 {
+			last = b.errno
+			from++ // skip the datagram that failed
+			continue
+		}
+		from += max(b.nwritten, 1)
+	}
+	for j := range n {
+		b.outIov[j].Base = nil
+		b.out[j].hdr.Name = nil
+	}
+	return last
+}
+
+func (b *mmsgBatch) doWrite(fd uintptr) bool {
+	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.out[b.writeFrom])), uintptr(b.writeN), 0, 0, 0)
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	b.nwritten, b.errno = int(n), e
+	return true
+}
+
+// ListenUDP opens n UDP sockets on addr ("host:port") with SO_REUSEPORT, so
+// that the kernel spreads datagrams over them (by flow hash): give each to
+// its own ServeUDP call, one per core. Port 0 picks one free port for all
+// n. On error every socket opened is closed.
+func ListenUDP(addr string, n int) ([]net.PacketConn, error) {
+	if n < 1 {
+		return nil, errors.New("listen udp: need at least one socket")
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pcs := make([]net.PacketConn, 0, n)
+	for range n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			for _, p := range pcs {
+				_ = p.Close()
+			}
+			return nil, err
+		}
+		if len(pcs) == 0 {
+			addr = pc.LocalAddr().String() // port 0: the same port for all
+		}
+		pcs = append(pcs, pc)
+	}
+	return pcs, nil
+}

@@ -1,0 +1,28 @@
+//go:build !linux
+
+package server
+
+import (
+	"errors"
+	"net"
+)
+
+// mmsgBatch is Linux only; elsewhere udpReader uses x/net's batches.
+type mmsgBatch struct{}
+
+func newMmsgBatch(net.PacketConn, int, int) *mmsgBatch { return nil }
+
+func (*mmsgBatch) read() (int, error)        { return 0, errors.ErrUnsupported }
+func (*mmsgBatch) datagram(int) []byte       { return nil }
+func (*mmsgBatch) setReply(int, int, []byte) {}
+func (*mmsgBatch) write(int) error           { return errors.ErrUnsupported }
+
+// ListenUDP opens one UDP socket on addr: SO_REUSEPORT sockets are Linux
+// only here.
+func ListenUDP(addr string, n int) ([]net.PacketConn, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return []net.PacketConn{pc}, nil
+}
