@@ -170,7 +170,26 @@ func withDefaults(c Config) Config {
 	return c
 }
 
+// Validate reports every problem of c (with the defaults applied), each
+// starting with the key at fault ("interval: …", "max_hold_down: …").
+func (c Config) Validate() error {
+	c = withDefaults(c)
+	return errors.Join(c.validate()...)
+}
+
 func validate(c *Config, targets []Target, p *Probe) error {
+	errs := c.validate()
+	if p.Identity == "" {
+		errs = append(errs, errors.New("identity: required: answers are matched by NSID"))
+	}
+	if p.Names == nil {
+		errs = append(errs, errors.New("names: required"))
+	}
+	return validateTargets(errs, targets)
+}
+
+// validate checks the configuration values alone.
+func (c *Config) validate() []error {
 	var errs []error
 	for _, d := range []struct {
 		key string
@@ -192,12 +211,11 @@ func validate(c *Config, targets []Target, p *Probe) error {
 	if c.BusyQPS < 0 {
 		errs = append(errs, fmt.Errorf("busy_qps: %g: must not be negative", c.BusyQPS))
 	}
-	if p.Identity == "" {
-		errs = append(errs, errors.New("identity: required: answers are matched by NSID"))
-	}
-	if p.Names == nil {
-		errs = append(errs, errors.New("names: required"))
-	}
+	return errs
+}
+
+// validateTargets adds the problems of targets to errs and joins them.
+func validateTargets(errs []error, targets []Target) error {
 	seen := make(map[netip.Prefix]bool)
 	for i, t := range targets {
 		if !t.Prefix.IsValid() {

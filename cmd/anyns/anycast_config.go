@@ -207,6 +207,7 @@ func (c *Config) validateBGP(bad func(key, format string, args ...any)) *anycast
 		Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall, HoldDown: h.HoldDown,
 		MaxHoldDown: h.MaxHoldDown, BusyQPS: h.BusyQPS, Command: h.Command, CommandTimeout: h.CommandTimeout,
 	}
+	pass("health.", a.health.Validate())
 	a.queries = h.Queries
 	a.allZone = h.RequireAllZones
 	if h.DegradedPrepend < 0 || h.DegradedPrepend > announce.MaxPrepend {

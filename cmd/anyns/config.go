@@ -166,8 +166,9 @@ func (c *Config) Validate() error {
 	if c.UDPSize < 512 || c.UDPSize > 65535 {
 		bad("udp_size", "must be between 512 and 65535, got %d", c.UDPSize)
 	}
-	if c.TCP.IdleTimeout <= 0 {
-		bad("tcp.idle_timeout", "must be positive, got %v", c.TCP.IdleTimeout)
+	if c.TCP.IdleTimeout <= 0 || c.TCP.IdleTimeout > 6553500*time.Millisecond {
+		// The upper bound is what edns-tcp-keepalive (RFC 7828) can signal.
+		bad("tcp.idle_timeout", "must be between 0 and 6553.5s, got %v", c.TCP.IdleTimeout)
 	}
 	if c.TCP.MaxConnections < 1 {
 		bad("tcp.max_connections", "must be at least 1, got %d", c.TCP.MaxConnections)

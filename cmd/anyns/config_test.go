@@ -76,7 +76,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"unknown nested key", "tcp:\n  idle: 3s\n", []string{`line 2: unknown key "idle"`}},
 		{"bad values, all reported", "identity: \"\"\nudp_size: 100\nlisten: [\"localhost:53\", \"127.0.0.1:99999\"]\ntcp: {idle_timeout: -1s, max_connections: 0}\nlog: {level: loud, format: xml}\nzones: /nonexistent-anyns\n",
 			[]string{"identity: must not be empty", "udp_size: must be between 512 and 65535, got 100", `listen[0]: "localhost:53": host must be an IP address`,
-				`listen[1]: "127.0.0.1:99999": port must be 0-65535`, "tcp.idle_timeout: must be positive", "tcp.max_connections: must be at least 1",
+				`listen[1]: "127.0.0.1:99999": port must be 0-65535`, "tcp.idle_timeout: must be between 0 and 6553.5s, got -1s", "tcp.max_connections: must be at least 1",
 				`log.level: must be debug, info, warn or error, got "loud"`, `log.format: must be json or console, got "xml"`, "zones: stat /nonexistent-anyns"}},
 		{"reserved key", "zones: ../../zones\ntransfer:\n  - zone: example.com.\n", []string{"transfer: reserved for a later version of anyns; not supported yet (line 3)"}},
 		{"bad metrics address", "zones: ../../zones\nmetrics:\n  listen: localhost:9153\n", []string{`metrics.listen: must be host:port with an IP address, or a port, got "localhost:9153"`}},
