@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -52,6 +53,38 @@ func BenchmarkRespond(b *testing.B) {
 	b.Run("tcp-hit", func(b *testing.B) {
 		benchRespond(b, withEDNS(question("host1.example.com.", dns.TypeA), 1232, false), TCP)
 	})
+}
+
+// BenchmarkRespondRRL measures the cost of RRL: the same queries through
+// RespondFrom with RRL off, on (a rate never reached, so every response is
+// accounted and passes), and limited (every response dropped or slipped).
+func BenchmarkRespondRRL(b *testing.B) {
+	client := netip.MustParseAddr("192.0.2.1")
+	for _, q := range []struct {
+		name string
+		m    *dns.Msg
+	}{
+		{"hit", withEDNS(question("host1.example.com.", dns.TypeA), 1232, false)},
+		{"nxdomain", withEDNS(question("nope.example.com.", dns.TypeA), 1232, false)},
+		{"referral", withEDNS(question("www.sub.example.com.", dns.TypeA), 1232, false)},
+	} {
+		for _, mode := range []struct {
+			name string
+			rps  int
+		}{{"off", 0}, {"on", 1_000_000}, {"limited", 1}} {
+			b.Run(q.name+"/rrl-"+mode.name, func(b *testing.B) {
+				cfg := testConfig()
+				cfg.RRL.ResponsesPerSecond = mode.rps
+				s := newServer(b, cfg, nil)
+				req := pack(b, q.m)
+				buf := make([]byte, 65535)
+				b.ReportAllocs()
+				for b.Loop() {
+					s.RespondFrom(req, buf, UDP, client)
+				}
+			})
+		}
+	}
 }
 
 func BenchmarkRespondParallel(b *testing.B) {

@@ -242,6 +242,7 @@ func (s *Server) respondFast(q *query, req, buf []byte, t Transport) ([]byte, bo
 	if !ok {
 		return nil, false
 	}
+	q.qname = fq.name
 	var opt []byte
 	if fq.edns {
 		opt = s.opts[fq.variant]

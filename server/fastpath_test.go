@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -317,5 +318,46 @@ mail 300 IN A 192.0.2.3
 	r := respond(t, s, question("example.org.", dns.TypeMX), UDP)
 	if len(r.Extra) != 1 || r.Extra[0].(*dns.A).A.String() != "192.0.2.9" {
 		t.Errorf("MX additional = %v, want the parent's mail.child A", r.Extra)
+	}
+}
+
+// TestRespondAllocsRRL is TestRespondAllocs with RRL on, through
+// RespondFrom: responses that pass, and limited ones (dropped and
+// slipped), allocate nothing either.
+func TestRespondAllocsRRL(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	buf := make([]byte, dns.MaxMsgSize)
+	client := netip.MustParseAddr("192.0.2.1")
+	for _, rrl := range []struct {
+		name string
+		cfg  RRLConfig
+	}{
+		{"pass", RRLConfig{ResponsesPerSecond: 1_000_000}},
+		{"limited", RRLConfig{ResponsesPerSecond: 1, Slip: 2}},
+		{"exempt", RRLConfig{ResponsesPerSecond: 1, Exempt: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}},
+	} {
+		cfg := testConfig()
+		cfg.RRL = rrl.cfg
+		s := newServer(t, cfg, nil)
+		for _, tc := range fastCases() {
+			t.Run(rrl.name+"/"+tc.name, func(t *testing.T) {
+				req := pack(t, tc.m)
+				if n := testing.AllocsPerRun(200, func() { s.RespondFrom(req, buf, tc.tr, client) }); n != 0 {
+					t.Errorf("%v allocs per query, want 0", n)
+				}
+			})
+		}
+		t.Run(rrl.name+"/error", func(t *testing.T) {
+			req := pack(t, question("nope.invalid.", dns.TypeA)) // REFUSED, general path
+			s.RespondFrom(req, buf, UDP, client)
+			// The general path allocates; RRL must add nothing to it.
+			with := testing.AllocsPerRun(100, func() { s.RespondFrom(req, buf, UDP, client) })
+			without := testing.AllocsPerRun(100, func() { s.Respond(req, buf, UDP) })
+			if with > without {
+				t.Errorf("%v allocs with RRL, %v without", with, without)
+			}
+		})
 	}
 }

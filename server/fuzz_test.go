@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"encoding/binary"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -9,7 +11,11 @@ import (
 
 // FuzzRespond feeds arbitrary bytes to Respond: it must not panic (a
 // recovered panic counts as a failure too), and whatever it answers must
-// unpack, carry the query's ID and fit the transport's limit.
+// unpack, carry the query's ID and fit the transport's limit. When the fast
+// path answers, its bytes must be the general path's. The same bytes then
+// go through RespondFrom with RRL on (one response a second, slip 2, a
+// clock that never moves) from a client picked by the first byte: passed,
+// slipped and dropped responses all take their turn.
 func FuzzRespond(f *testing.F) {
 	seed := func(m *dns.Msg) {
 		b, err := m.Pack()
@@ -37,18 +43,16 @@ func FuzzRespond(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0xc0, 0x0c, 0, 1, 0, 1})
+	for _, tc := range malformedCases(f) {
+		f.Add(tc.wire)
+	}
 
 	s := newServer(f, testConfig(), nil)
+	limited, _ := rrlServer(f, RRLConfig{ResponsesPerSecond: 1})
 	buf := make([]byte, 65535)
+	slowBuf := make([]byte, 65535)
 	f.Fuzz(func(t *testing.T, req []byte) {
-		for _, tr := range []Transport{UDP, TCP} {
-			out, ok := s.Respond(req, buf, tr)
-			if s.Stats().Panics != 0 {
-				t.Fatalf("a panic was recovered on %x", req)
-			}
-			if !ok {
-				continue
-			}
+		check := func(s *Server, tr Transport, out []byte) {
 			var m dns.Msg
 			if err := m.Unpack(out); err != nil {
 				t.Fatalf("response does not unpack: %v\nquery %x\nresponse %x", err, req, out)
@@ -59,6 +63,37 @@ func FuzzRespond(f *testing.F) {
 			if tr == UDP && len(out) > s.cfg.UDPSize {
 				t.Fatalf("UDP response of %d bytes", len(out))
 			}
+		}
+		for _, tr := range []Transport{UDP, TCP} {
+			q := s.queries.Get().(*query)
+			fast, fastOK := s.respondFast(q, req, buf, tr)
+			if fastOK {
+				slow, ok := s.respondWith(req, slowBuf, tr, false)
+				if !ok || !bytes.Equal(fast, slow) {
+					t.Fatalf("fast path differs from the general path on %x\nfast %x\nslow %x", req, fast, slow)
+				}
+			}
+			s.release(q)
+
+			client := netip.AddrFrom4([4]byte{192, 0, 2, 0})
+			if len(req) > 0 {
+				client = netip.AddrFrom4([4]byte{192, 0, req[0] & 3, 1})
+			}
+			if out, ok := limited.RespondFrom(req, buf, tr, client); ok {
+				check(limited, tr, out)
+			}
+			if limited.Stats().Panics != 0 {
+				t.Fatalf("a panic was recovered with RRL on %x", req)
+			}
+
+			out, ok := s.Respond(req, buf, tr)
+			if s.Stats().Panics != 0 {
+				t.Fatalf("a panic was recovered on %x", req)
+			}
+			if !ok {
+				continue
+			}
+			check(s, tr, out)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"syscall"
 	"unsafe"
 
@@ -105,6 +106,20 @@ func (b *mmsgBatch) doRead(fd uintptr) bool {
 // datagram returns the i-th datagram read.
 func (b *mmsgBatch) datagram(i int) []byte {
 	return b.bufs[i][:b.in[i].n]
+}
+
+// source returns the source address of the i-th datagram read (invalid
+// for a family other than IPv4 and IPv6), IPv4-mapped addresses unmapped.
+func (b *mmsgBatch) source(i int) netip.Addr {
+	raw := &b.names[i]
+	switch raw.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(raw))
+		return netip.AddrFrom4(sa.Addr)
+	case unix.AF_INET6:
+		return netip.AddrFrom16(raw.Addr).Unmap()
+	}
+	return netip.Addr{}
 }
 
 // setReply makes out[j] the reply resp to the i-th datagram read.

@@ -5,6 +5,7 @@ package server
 import (
 	"errors"
 	"net"
+	"net/netip"
 )
 
 // mmsgBatch is Linux only; elsewhere udpReader uses x/net's batches.
@@ -14,6 +15,7 @@ func newMmsgBatch(net.PacketConn, int, int) *mmsgBatch { return nil }
 
 func (*mmsgBatch) read() (int, error)        { return 0, errors.ErrUnsupported }
 func (*mmsgBatch) datagram(int) []byte       { return nil }
+func (*mmsgBatch) source(int) netip.Addr     { return netip.Addr{} }
 func (*mmsgBatch) setReply(int, int, []byte) {}
 func (*mmsgBatch) write(int) error           { return errors.ErrUnsupported }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -49,6 +50,10 @@ type query struct {
 	qs    [1]dns.Question
 	slow  bool // the general path ran: release clears its state
 
+	// qname is the canonical query name, for RRL: set by the fast path
+	// (in nameBuf) or by the general path (in qs).
+	qname string
+
 	// Fast path (fast.go).
 	nameBuf [256]byte      // canonical query name
 	cm      map[string]int // compression map, cleared after each query
@@ -78,8 +83,19 @@ const (
 // Config.UDPSize) with it; an answer over the limit is truncated per RRset
 // with TC=1 (see truncate). req and buf must not overlap. A panic while
 // answering is recovered here, logged with its stack, counted, and answered
-// SERVFAIL. Respond is safe from any goroutine.
+// SERVFAIL. Respond does not know the client, so RRL does not apply (use
+// RespondFrom). Respond is safe from any goroutine.
 func (s *Server) Respond(req, buf []byte, t Transport) (resp []byte, ok bool) {
+	return s.RespondFrom(req, buf, t, netip.Addr{})
+}
+
+// RespondFrom is Respond for a query from client. Over UDP, with
+// Config.RRL on and a valid client address, the response is rate limited:
+// ok is false for a response RRL drops (Stats.RRLDropped, not
+// Stats.Dropped), and a slipped response is the question alone with TC=1
+// (Stats.RRLSlipped). TCP is never rate limited. RespondFrom allocates
+// nothing more than Respond.
+func (s *Server) RespondFrom(req, buf []byte, t Transport, client netip.Addr) (resp []byte, ok bool) {
 	if t == TCP {
 		s.stats.queriesTCP.Add(1)
 	} else {
@@ -89,11 +105,20 @@ func (s *Server) Respond(req, buf []byte, t Transport) (resp []byte, ok bool) {
 		s.stats.dropped.Add(1)
 		return nil, false
 	}
-	return s.respondWith(req, buf, t, s.testHookRespond == nil)
+	if t != UDP || s.rrl == nil || !client.IsValid() {
+		client = netip.Addr{}
+	}
+	return s.respondClient(req, buf, t, s.testHookRespond == nil, client)
 }
 
 // respondWith is Respond, trying the fast path first when fast is set.
 func (s *Server) respondWith(req, buf []byte, t Transport, fast bool) (resp []byte, ok bool) {
+	return s.respondClient(req, buf, t, fast, netip.Addr{})
+}
+
+// respondClient is respondWith with RRL applied to the response when
+// client is valid.
+func (s *Server) respondClient(req, buf []byte, t Transport, fast bool, client netip.Addr) (resp []byte, ok bool) {
 	q := s.queries.Get().(*query)
 	defer s.release(q)
 	defer func() {
@@ -101,18 +126,20 @@ func (s *Server) respondWith(req, buf []byte, t Transport, fast bool) (resp []by
 			resp, ok = s.recovered(q, r, req, buf)
 		}
 	}()
+	out, answered := []byte(nil), false
 	if fast {
-		if out, ok := s.respondFast(q, req, buf, t); ok {
-			return out, true
-		}
+		out, answered = s.respondFast(q, req, buf, t)
 	}
-	out := s.respond(q, req, buf, t)
-	if out != nil {
+	if !answered {
+		out = s.respond(q, req, buf, t)
+		if out == nil {
+			s.stats.dropped.Add(1)
+			return nil, false
+		}
 		copyQuestionCase(out, req)
 	}
-	if out == nil {
-		s.stats.dropped.Add(1)
-		return nil, false
+	if client.IsValid() {
+		return s.rrlLimit(q, out, client)
 	}
 	return out, true
 }
@@ -125,6 +152,7 @@ func (s *Server) release(q *query) {
 		q.cm = make(map[string]int, 16)
 	}
 	q.zr.Reset()
+	q.qname = ""
 	q.soa, q.ns, q.a, q.aaaa = dns.SOA{}, dns.NS{}, dns.A{}, dns.AAAA{}
 	if q.slow {
 		q.slow = false
@@ -197,6 +225,7 @@ func (s *Server) respond(q *query, req, buf []byte, t Transport) []byte {
 		// copies the query's bytes over it (copyQuestionCase).
 		q.qs[0] = q.req.Question[0]
 		q.qs[0].Name = asciiLower(q.qs[0].Name)
+		q.qname = q.qs[0].Name
 		m.Question = q.qs[:1]
 	}
 	edns := ednsNone
@@ -219,8 +248,18 @@ func (s *Server) respond(q *query, req, buf []byte, t Transport) []byte {
 		m.Question = nil
 		return s.finish(q, buf, limit, dns.RcodeFormatError, "")
 	}
+	// A compression pointer in the only question points forward, into
+	// the header or into the name itself: Knot DNS refuses all three
+	// (knot_dname_wire_check), miekg/dns follows forward ones.
+	if questionHasPointer(req) {
+		m.Question = nil
+		return s.finish(q, buf, limit, dns.RcodeFormatError, "")
+	}
 	if err != nil || len(q.req.Question) != 1 || edns == ednsBad || flags&flagTC != 0 ||
-		ancount != 0 || (nscount != 0 && q.req.Question[0].Qtype != dns.TypeIXFR) {
+		ancount != 0 || (nscount != 0 && q.req.Question[0].Qtype != dns.TypeIXFR) ||
+		len(q.req.Ns) != int(nscount) || len(q.req.Extra) != int(binary.BigEndian.Uint16(req[10:])) {
+		// miekg/dns stops quietly at the end of the packet: a count of
+		// records beyond it is a FORMERR here, as in NSD and Knot DNS.
 		return s.finish(q, buf, limit, dns.RcodeFormatError, "")
 	}
 	// RFC 6891 6.1.3: we speak EDNS version 0 only.
@@ -392,6 +431,23 @@ func (s *Server) answerCH(q *query, question dns.Question) int {
 	q.resp.Answer = q.one
 	q.resp.Authoritative = chaosAuthoritative
 	return dns.RcodeSuccess
+}
+
+// questionHasPointer reports whether the name of the first question of req
+// holds a compression pointer (or another label type than a plain label)
+// before its end.
+func questionHasPointer(req []byte) bool {
+	for off := headerLen; off < len(req); {
+		l := int(req[off])
+		if l&0xc0 != 0 {
+			return true
+		}
+		if l == 0 {
+			return false
+		}
+		off += 1 + l
+	}
+	return false
 }
 
 // asciiLower returns s with ASCII upper case letters lowered (s itself

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,9 @@ const (
 	DefaultUDPSize           = 1232
 	DefaultTCPIdleTimeout    = 10 * time.Second
 	DefaultTCPMaxConnections = 1000
+
+	DefaultTCPMaxConnectionsPerPrefix = 64
+	DefaultTCPReadTimeout             = 2 * time.Second
 )
 
 // Limits of the TCP transport.
@@ -62,6 +66,22 @@ type Config struct {
 	// TCPMaxConnections bounds the open TCP connections; beyond it a new
 	// connection is accepted and closed at once. Defaults to 1000 when 0.
 	TCPMaxConnections int
+	// TCPMaxConnectionsPerPrefix bounds the open TCP connections from one
+	// client prefix (RRL.IPv4PrefixLen and RRL.IPv6PrefixLen: /24 and /56
+	// by default, whether RRL is on or not); beyond it a new connection
+	// from that prefix is closed at once (Stats.TCPPrefixRefused). Exempt
+	// prefixes of RRL are exempt here too. Defaults to 64 when 0; -1
+	// means no per-prefix cap.
+	TCPMaxConnectionsPerPrefix int
+	// TCPReadTimeout is the time a client has to send a whole message once
+	// its first byte has arrived (length prefix included): a client that
+	// trickles a message (slowloris) is cut off (Stats.TCPReadTimeouts).
+	// It is separate from TCPIdleTimeout, which runs between messages.
+	// Defaults to 2s when 0.
+	TCPReadTimeout time.Duration
+	// RRL configures Response Rate Limiting of UDP responses (see
+	// RRLConfig); off by default.
+	RRL RRLConfig
 }
 
 // withDefaults returns c with zero values replaced by defaults.
@@ -75,6 +95,13 @@ func (c Config) withDefaults() Config {
 	if c.TCPMaxConnections == 0 {
 		c.TCPMaxConnections = DefaultTCPMaxConnections
 	}
+	if c.TCPMaxConnectionsPerPrefix == 0 {
+		c.TCPMaxConnectionsPerPrefix = DefaultTCPMaxConnectionsPerPrefix
+	}
+	if c.TCPReadTimeout == 0 {
+		c.TCPReadTimeout = DefaultTCPReadTimeout
+	}
+	c.RRL = c.RRL.withDefaults()
 	return c
 }
 
@@ -97,6 +124,15 @@ func (c Config) Validate() error {
 	if c.TCPMaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("tcp.max_connections: %d, must not be negative", c.TCPMaxConnections))
 	}
+	if c.TCPMaxConnectionsPerPrefix < -1 {
+		errs = append(errs, fmt.Errorf("tcp.max_connections_per_prefix: %d, must be -1 (no cap) or more", c.TCPMaxConnectionsPerPrefix))
+	}
+	if c.TCPReadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("tcp.read_timeout: %s, must not be negative", c.TCPReadTimeout))
+	}
+	if err := c.RRL.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -113,11 +149,25 @@ type Stats struct {
 	Truncated  uint64 // answered with TC=1
 	TCPRefused uint64 // TCP connections closed at once (over TCPMaxConnections)
 	TCPConns   int64  // TCP connections open now
+
+	// TCPPrefixRefused counts TCP connections closed at once because their
+	// client prefix had TCPMaxConnectionsPerPrefix open.
+	TCPPrefixRefused uint64
+	// TCPReadTimeouts counts TCP connections cut off because a message did
+	// not arrive whole within TCPReadTimeout of its first byte.
+	TCPReadTimeouts uint64
+
+	// RRLDropped counts UDP responses dropped by RRL (not in Dropped).
+	RRLDropped uint64
+	// RRLSlipped counts UDP responses sent as a slip (TC=1, no records)
+	// by RRL; they are not in Truncated.
+	RRLSlipped uint64
 }
 
 type counters struct {
 	queriesUDP, queriesTCP, dropped, formErr, notImp, refused, servFail,
-	panics, truncated, tcpRefused atomic.Uint64
+	panics, truncated, tcpRefused, tcpPrefixRefused, tcpReadTimeouts,
+	rrlDropped, rrlSlipped atomic.Uint64
 	tcpConns atomic.Int64
 }
 
@@ -136,6 +186,10 @@ type Server struct {
 	opts [optVariants][]byte
 
 	stats counters
+	rrl   *rrl // nil: RRL off
+
+	prefixMu    sync.Mutex
+	prefixConns map[netip.Prefix]int // open TCP connections per client prefix
 
 	mu        sync.Mutex
 	closing   bool
@@ -174,6 +228,9 @@ func New(cfg Config, store *zone.Store, log *zap.Logger) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		tcpConns:  make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
+
+		rrl:         newRRL(cfg.RRL),
+		prefixConns: make(map[netip.Prefix]int),
 	}
 	s.queries.New = func() any { return &query{cm: make(map[string]int, 16)} }
 	if err := s.initOPTs(); err != nil {
@@ -197,6 +254,11 @@ func (s *Server) Stats() Stats {
 		Truncated:  c.truncated.Load(),
 		TCPRefused: c.tcpRefused.Load(),
 		TCPConns:   c.tcpConns.Load(),
+
+		TCPPrefixRefused: c.tcpPrefixRefused.Load(),
+		TCPReadTimeouts:  c.tcpReadTimeouts.Load(),
+		RRLDropped:       c.rrlDropped.Load(),
+		RRLSlipped:       c.rrlSlipped.Load(),
 	}
 }
 
@@ -268,6 +330,32 @@ func numReaders() int {
 	// cgroup quota since Go 1.25), at most 4: for more cores, open more
 	// sockets with ListenUDP.
 	return max(1, min(runtime.GOMAXPROCS(0), 4))
+}
+
+// validate reports every problem of c (after defaults), joined.
+func (c RRLConfig) validate() error {
+	var errs []error
+	if c.ResponsesPerSecond < 0 || c.ResponsesPerSecond > 1_000_000 {
+		errs = append(errs, fmt.Errorf("rrl.responses_per_second: %d, must be between 0 and 1000000", c.ResponsesPerSecond))
+	}
+	if c.Window < time.Second || c.Window > time.Hour {
+		errs = append(errs, fmt.Errorf("rrl.window: %s, must be between 1s and 1h", c.Window))
+	}
+	if c.Slip < -1 || c.Slip > 10 {
+		errs = append(errs, fmt.Errorf("rrl.slip: %d, must be between -1 and 10", c.Slip))
+	}
+	if c.IPv4PrefixLen < 0 || c.IPv4PrefixLen > 32 {
+		errs = append(errs, fmt.Errorf("rrl.ipv4_prefix: %d, must be between 0 and 32", c.IPv4PrefixLen))
+	}
+	if c.IPv6PrefixLen < 0 || c.IPv6PrefixLen > 128 {
+		errs = append(errs, fmt.Errorf("rrl.ipv6_prefix: %d, must be between 0 and 128", c.IPv6PrefixLen))
+	}
+	for i, p := range c.Exempt {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("rrl.exempt[%d]: invalid prefix", i))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func hexString(b string) string { return hex.EncodeToString([]byte(b)) }

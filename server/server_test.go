@@ -394,7 +394,7 @@ func TestShutdown(t *testing.T) {
 // section 6): fmt is only for configuration errors.
 func TestNoFmtInQueryPath(t *testing.T) {
 	fset := token.NewFileSet()
-	for _, file := range []string{"respond.go", "udp.go", "tcp.go"} {
+	for _, file := range []string{"respond.go", "fast.go", "rrl.go", "udp.go", "tcp.go"} {
 		f, err := parser.ParseFile(fset, file, nil, parser.ImportsOnly)
 		if err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -56,12 +57,62 @@ func (s *Server) ServeTCP(ln net.Listener) error {
 			_ = c.Close()
 			continue
 		}
+		prefix, ok := s.acquirePrefix(c.RemoteAddr())
+		if !ok {
+			s.stats.tcpConns.Add(-1)
+			s.stats.tcpPrefixRefused.Add(1)
+			_ = c.Close()
+			continue
+		}
 		if !s.track(func() { s.tcpConns[c] = struct{}{} }) {
+			s.releasePrefix(prefix)
 			s.stats.tcpConns.Add(-1)
 			_ = c.Close()
 			return ErrServerClosed
 		}
-		go s.serveConn(c)
+		go s.serveConn(c, prefix)
+	}
+}
+
+// acquirePrefix counts a new connection from remote against its client
+// prefix and reports false, counting nothing, when the prefix already has
+// Config.TCPMaxConnectionsPerPrefix open. The prefix returned (invalid when
+// not counted: no cap, an exempt client, an address of another kind) goes
+// to releasePrefix when the connection closes.
+func (s *Server) acquirePrefix(remote net.Addr) (netip.Prefix, bool) {
+	limit := s.cfg.TCPMaxConnectionsPerPrefix
+	addr := addrOf(remote)
+	if limit < 0 || !addr.IsValid() || s.cfg.RRL.exempt(addr) {
+		return netip.Prefix{}, true
+	}
+	bits := s.cfg.RRL.IPv6PrefixLen
+	if addr.Is4() {
+		bits = s.cfg.RRL.IPv4PrefixLen
+	}
+	p, err := addr.Prefix(bits)
+	if err != nil {
+		return netip.Prefix{}, true
+	}
+	s.prefixMu.Lock()
+	defer s.prefixMu.Unlock()
+	if s.prefixConns[p] >= limit {
+		return netip.Prefix{}, false
+	}
+	s.prefixConns[p]++
+	return p, true
+}
+
+// releasePrefix undoes acquirePrefix.
+func (s *Server) releasePrefix(p netip.Prefix) {
+	if !p.IsValid() {
+		return
+	}
+	s.prefixMu.Lock()
+	defer s.prefixMu.Unlock()
+	if s.prefixConns[p] <= 1 {
+		delete(s.prefixConns, p) // the map holds open prefixes only
+	} else {
+		s.prefixConns[p]--
 	}
 }
 
@@ -78,9 +129,10 @@ func isTemporary(err error) bool {
 // buffer, which is flushed when no further query is already buffered
 // (pipelined queries get one write for many responses), when it is full, and
 // before waiting for the next query. Steady state allocates nothing per query.
-func (s *Server) serveConn(c net.Conn) {
+func (s *Server) serveConn(c net.Conn, prefix netip.Prefix) {
 	defer func() {
 		_ = c.Close()
+		s.releasePrefix(prefix)
 		s.mu.Lock()
 		delete(s.tcpConns, c)
 		s.mu.Unlock()
@@ -102,19 +154,43 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		return true
 	}
+	// setDeadline sets the read deadline and reports false when the
+	// connection must close: Shutdown closes done before it sets a deadline
+	// in the past, so checking after setting ours means one of the two wins.
+	setDeadline := func(d time.Duration) bool {
+		return c.SetReadDeadline(time.Now().Add(d)) == nil && !s.shuttingDown()
+	}
 	for {
-		if r.Buffered() == 0 && !flush() {
-			return
-		}
-		// The idle timeout restarts with each message (RFC 7766 6.2.3).
-		// Check for Shutdown after setting it: Shutdown closes done before
-		// it sets a deadline in the past, so one of the two wins.
-		if err := c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout)); err != nil || s.shuttingDown() {
+		if r.Buffered() == 0 {
+			if !flush() {
+				return
+			}
+			// The idle timeout restarts with each message (RFC 7766
+			// 6.2.3) and runs until its first byte.
+			if !setDeadline(s.cfg.TCPIdleTimeout) {
+				return
+			}
+			if _, err := r.Peek(1); err != nil {
+				s.connDebug("tcp connection closed", c, err)
+				return
+			}
+		} else if s.shuttingDown() {
 			flush()
 			return
 		}
+		// A message has begun: the rest of it must arrive within
+		// TCPReadTimeout (slowloris). When it is all buffered already,
+		// no deadline is needed.
+		started := false
+		if r.Buffered() < 2 {
+			if !setDeadline(s.cfg.TCPReadTimeout) {
+				flush()
+				return
+			}
+			started = true
+		}
 		if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
-			s.connDebug("tcp connection closed", c, err)
+			s.readFailed(c, "tcp connection closed", err)
 			flush()
 			return
 		}
@@ -124,12 +200,16 @@ func (s *Server) serveConn(c net.Conn) {
 			flush()
 			return
 		}
+		if !started && r.Buffered() < n && !setDeadline(s.cfg.TCPReadTimeout) {
+			flush()
+			return
+		}
 		if cap(req) < n {
 			req = make([]byte, n)
 		}
 		req = req[:n]
 		if _, err := io.ReadFull(r, req); err != nil {
-			s.connDebug("tcp query cut short", c, err)
+			s.readFailed(c, "tcp query cut short", err)
 			flush()
 			return
 		}
@@ -163,6 +243,17 @@ func (s *Server) answerTCP(w *bufio.Writer, req []byte, flush func() bool) bool 
 	}
 	_, err := w.Write(frame)
 	return err == nil
+}
+
+// readFailed logs a read error inside a message and counts a timeout as a
+// slow client cut off.
+func (s *Server) readFailed(c net.Conn, msg string, err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !s.shuttingDown() {
+		s.stats.tcpReadTimeouts.Add(1)
+		msg = "tcp message too slow"
+	}
+	s.connDebug(msg, c, err)
 }
 
 func (s *Server) connDebug(msg string, c net.Conn, err error) {

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
@@ -138,7 +139,7 @@ func (s *Server) udpReader(u *udpSocket) error {
 		nout := 0
 		for i := range n {
 			msg := &in[i]
-			resp, ok := s.Respond(msg.Buffers[0][:msg.N], bufs[i], UDP)
+			resp, ok := s.RespondFrom(msg.Buffers[0][:msg.N], bufs[i], UDP, addrOf(msg.Addr))
 			if !ok || len(resp) == 0 {
 				continue
 			}
@@ -179,7 +180,7 @@ func (s *Server) udpReaderMmsg(b *mmsgBatch) error {
 		delay = 0
 		nout := 0
 		for i := range n {
-			resp, ok := s.Respond(b.datagram(i), bufs[i], UDP)
+			resp, ok := s.RespondFrom(b.datagram(i), bufs[i], UDP, b.source(i))
 			if !ok || len(resp) == 0 {
 				continue
 			}
@@ -253,10 +254,26 @@ func (s *Server) udpReaderPlain(u *udpSocket) error {
 			continue
 		}
 		delay = 0
-		if resp, ok := s.Respond(in[:n], buf, UDP); ok && len(resp) > 0 {
+		if resp, ok := s.RespondFrom(in[:n], buf, UDP, addrOf(addr)); ok && len(resp) > 0 {
 			_, _ = u.pc.WriteTo(resp, addr)
 		}
 	}
+}
+
+// addrOf returns the IP address of a (*net.UDPAddr or *net.TCPAddr),
+// IPv4-mapped addresses unmapped, or an invalid address.
+func addrOf(a net.Addr) netip.Addr {
+	var ip net.IP
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	default:
+		return netip.Addr{}
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return addr.Unmap()
 }
 
 // readErrorBackoff logs a non-fatal read error and waits a little longer
