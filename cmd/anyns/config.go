@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/anyns/anyns/server"
 )
 
 // Config is the whole configuration of one anyns instance: built-in
@@ -34,6 +36,7 @@ type Config struct {
 	// Defaults to 1232 bytes.
 	UDPSize int       `yaml:"udp_size"`
 	TCP     TCPConfig `yaml:"tcp"`
+	RRL     RRLConfig `yaml:"rrl"`
 	Log     LogConfig `yaml:"log"`
 
 	// AllowRoot lets `anyns serve` run as root. By default it refuses:
@@ -67,6 +70,29 @@ type TCPConfig struct {
 	// MaxConnections caps open TCP connections; beyond it new ones are
 	// closed at once. Defaults to 1000.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerPrefix caps open TCP connections from one client
+	// prefix (rrl.ipv4_prefix, rrl.ipv6_prefix). Defaults to 64; -1 = none.
+	MaxConnectionsPerPrefix int `yaml:"max_connections_per_prefix"`
+	// ReadTimeout is how long a client has to finish a message once its
+	// first byte arrived (slowloris). Defaults to 2s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+}
+
+// RRLConfig is the `rrl` section: Response Rate Limiting of UDP answers.
+type RRLConfig struct {
+	// ResponsesPerSecond per account; 0 (the default) turns RRL off.
+	ResponsesPerSecond int `yaml:"responses_per_second"`
+	// Window is how far an account may go into debt. Defaults to 15s.
+	Window time.Duration `yaml:"window"`
+	// Slip: every Nth limited response goes out truncated (TC=1) so real
+	// clients retry over TCP. Defaults to 2; 0 never slips (BIND's spelling),
+	// 1 slips every one.
+	Slip *int `yaml:"slip"`
+	// IPv4Prefix and IPv6Prefix group clients. Default 24 and 56.
+	IPv4Prefix int `yaml:"ipv4_prefix"`
+	IPv6Prefix int `yaml:"ipv6_prefix"`
+	// Exempt prefixes are never limited.
+	Exempt []string `yaml:"exempt"`
 }
 
 // ReloadConfig tunes how zone changes are picked up.
@@ -105,7 +131,7 @@ func defaultConfig() Config {
 		Listen:        []string{"127.0.0.1:" + defaultPort, "[::1]:" + defaultPort},
 		Zones:         "zones",
 		UDPSize:       defaultUDPSize,
-		TCP:           TCPConfig{IdleTimeout: 10 * time.Second, MaxConnections: 1000},
+		TCP:           TCPConfig{IdleTimeout: 10 * time.Second, MaxConnections: 1000, MaxConnectionsPerPrefix: 64, ReadTimeout: 2 * time.Second},
 		Reload:        ReloadConfig{Debounce: 200 * time.Millisecond, Rescan: 60 * time.Second},
 		Log:           LogConfig{Level: "info", Format: "json"},
 		defaultListen: true,
@@ -137,7 +163,9 @@ func loadConfigFile(c *Config, path string) error {
 // Validate checks every key and returns all problems, each naming its key.
 func (c *Config) Validate() error {
 	var errs []error
+	reported := make(map[string]bool)
 	bad := func(key, format string, args ...any) {
+		reported[key] = true
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	if c.Identity == "" {
@@ -173,6 +201,15 @@ func (c *Config) Validate() error {
 	if c.TCP.MaxConnections < 1 {
 		bad("tcp.max_connections", "must be at least 1, got %d", c.TCP.MaxConnections)
 	}
+	if _, err := c.serverConfig(); err != nil {
+		for _, e := range unjoin(err) {
+			// server.Config.Validate names the same keys ("rrl.window: …").
+			key, msg, _ := strings.Cut(e.Error(), ": ")
+			if !reported[key] {
+				bad(key, "%s", msg)
+			}
+		}
+	}
 	if c.Reload.Debounce <= 0 {
 		bad("reload.debounce", "must be positive, got %v", c.Reload.Debounce)
 	}
@@ -196,6 +233,56 @@ func (c *Config) Validate() error {
 		bad("transfer", "reserved for a later version of anyns; not supported yet (line %d)", c.Transfer.Line)
 	}
 	return errors.Join(errs...)
+}
+
+// serverConfig converts the server's part of the config and validates it
+// with the server package's own rules.
+func (c *Config) serverConfig() (server.Config, error) {
+	sc := server.Config{
+		Identity:                   c.Identity,
+		UDPSize:                    c.UDPSize,
+		TCPIdleTimeout:             c.TCP.IdleTimeout,
+		TCPMaxConnections:          c.TCP.MaxConnections,
+		TCPMaxConnectionsPerPrefix: c.TCP.MaxConnectionsPerPrefix,
+		TCPReadTimeout:             c.TCP.ReadTimeout,
+		RRL: server.RRLConfig{
+			ResponsesPerSecond: c.RRL.ResponsesPerSecond,
+			Window:             c.RRL.Window,
+			IPv4PrefixLen:      c.RRL.IPv4Prefix,
+			IPv6PrefixLen:      c.RRL.IPv6Prefix,
+		},
+	}
+	if c.Version != nil {
+		sc.Version = *c.Version
+	}
+	var errs []error
+	if s := c.RRL.Slip; s != nil {
+		switch {
+		case *s == 0:
+			sc.RRL.Slip = -1 // BIND: slip 0 never slips
+		default:
+			sc.RRL.Slip = *s
+		}
+		if *s < 0 {
+			errs = append(errs, fmt.Errorf("rrl.slip: %d, must be between 0 (never) and 10", *s))
+		}
+	}
+	for i, e := range c.RRL.Exempt {
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(e); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				errs = append(errs, fmt.Errorf("rrl.exempt[%d]: %q is not a prefix or address", i, e))
+				continue
+			}
+		}
+		sc.RRL.Exempt = append(sc.RRL.Exempt, p.Masked())
+	}
+	if err := sc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return sc, errors.Join(errs...)
 }
 
 // parseListen checks a host:port listen address: the host must be an IP

@@ -170,3 +170,44 @@ func TestRefusesRoot(t *testing.T) {
 		t.Errorf("--check as root: %v", err)
 	}
 }
+
+func TestRRLAndTCPLimitsConfig(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "c.yaml", `zones: ../../zones
+rrl:
+  responses_per_second: 100
+  window: 5s
+  slip: 0
+  ipv4_prefix: 24
+  ipv6_prefix: 48
+  exempt: ["198.51.100.0/24", "2001:db8::1"]
+tcp:
+  max_connections_per_prefix: 8
+  read_timeout: 1s
+`)
+	cfg, _, err := parseServeFlags([]string{"--config", f}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cfg.serverConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.RRL.ResponsesPerSecond != 100 || sc.RRL.Window != 5*time.Second || sc.RRL.Slip != -1 || sc.RRL.IPv6PrefixLen != 48 ||
+		len(sc.RRL.Exempt) != 2 || sc.RRL.Exempt[1].String() != "2001:db8::1/128" || sc.TCPMaxConnectionsPerPrefix != 8 || sc.TCPReadTimeout != time.Second {
+		t.Errorf("server config not as written: %+v", sc)
+	}
+	bad := writeFile(t, dir, "bad.yaml", "zones: ../../zones\nrrl:\n  window: 2h\n  slip: -3\n  ipv4_prefix: 40\n  exempt: [nonsense]\nudp_size: 100\n")
+	_, _, err = parseServeFlags([]string{"--config", bad}, &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("bad rrl config accepted")
+	}
+	for _, want := range []string{"rrl.window: 2h0m0s, must be between 1s and 1h", "rrl.slip: -3", "rrl.ipv4_prefix: 40", `rrl.exempt[0]: "nonsense"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "udp_size:"); n != 1 {
+		t.Errorf("udp_size reported %d times:\n%v", n, err)
+	}
+}

@@ -46,6 +46,7 @@ type collector struct {
 
 	queries, dropped, formerr, notimp, refused, servfail *prometheus.Desc
 	panics, truncated, tcpRefused, tcpOpen               *prometheus.Desc
+	rrl, tcpTimeouts                                     *prometheus.Desc
 	zoneSerial, zoneRecords, zoneLoaded, zoneError       *prometheus.Desc
 	prefixState, prefixAnnounced, prefixTransitions      *prometheus.Desc
 	drained, peerState, peerUp                           *prometheus.Desc
@@ -65,8 +66,10 @@ func newCollector(srv *server.Server, loader *zone.Loader, ctl func() *controlle
 		servfail:          d("servfail_responses_total", "Queries answered SERVFAIL."),
 		panics:            d("panics_total", "Panics recovered while answering a query."),
 		truncated:         d("truncated_responses_total", "UDP responses sent with TC=1."),
-		tcpRefused:        d("tcp_connections_refused_total", "TCP connections closed at once because of the connection limit."),
+		tcpRefused:        d("tcp_connections_refused_total", "TCP connections closed at once because of a connection limit.", "limit"),
 		tcpOpen:           d("tcp_connections_open", "TCP connections open now."),
+		rrl:               d("rrl_actions_total", "Responses withheld by response rate limiting: dropped, or slipped (sent truncated).", "action"),
+		tcpTimeouts:       d("tcp_read_timeouts_total", "TCP connections cut off for not finishing a message in time (slowloris)."),
 		zoneSerial:        d("zone_serial", "SOA serial of the zone version serving.", "zone"),
 		zoneRecords:       d("zone_records", "Records in the zone version serving.", "zone"),
 		zoneLoaded:        d("zone_last_load_timestamp_seconds", "When the zone version serving was loaded.", "zone"),
@@ -113,7 +116,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.servfail, st.ServFail)
 	counter(c.panics, st.Panics)
 	counter(c.truncated, st.Truncated)
-	counter(c.tcpRefused, st.TCPRefused)
+	counter(c.tcpRefused, st.TCPRefused, "global")
+	counter(c.tcpRefused, st.TCPPrefixRefused, "prefix")
+	counter(c.tcpTimeouts, st.TCPReadTimeouts)
+	counter(c.rrl, st.RRLDropped, "drop")
+	counter(c.rrl, st.RRLSlipped, "slip")
 	gauge(c.tcpOpen, float64(st.TCPConns))
 
 	for _, f := range c.loader.Status() {

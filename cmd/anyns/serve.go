@@ -118,14 +118,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	_, _ = loader.Reload()
 	snap := store.Load()
 
-	srvCfg := server.Config{
-		Identity:          cfg.Identity,
-		UDPSize:           cfg.UDPSize,
-		TCPIdleTimeout:    cfg.TCP.IdleTimeout,
-		TCPMaxConnections: cfg.TCP.MaxConnections,
-	}
-	if cfg.Version != nil {
-		srvCfg.Version = *cfg.Version
+	srvCfg, err := cfg.serverConfig()
+	if err != nil {
+		return err
 	}
 	srv, err := server.New(srvCfg, store, log.Named("server"))
 	if err != nil {
