@@ -27,8 +27,13 @@
 // unpacks names from the wire) to a node that holds its RRsets, one clipped
 // slice per type; every ancestor of an owner up to the apex is present, so
 // empty non-terminals are nodes without RRsets. Owner strings are shared by
-// the node and its records. This keeps lookups allocation-free and leaves a
-// place per (name, type) for precomputed wire-format answers.
+// the node and its records; a zone's RRsets and RRs sit in two contiguous
+// arrays. This keeps lookups allocation-free. Each RRset has an index into
+// the zone's precomputed wire-format answers (wire.go), which a copy of the
+// parsed zone carries (Zone.Precompute), so that the Loader can serve a
+// zone as soon as it is parsed and add the answers when they are built,
+// without writing anything published. A large file is parsed in parallel
+// parts when they cannot depend on each other (split.go).
 //
 // # Lookup
 //

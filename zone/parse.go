@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,15 +23,18 @@ const defaultTTL = 3600
 // The origin is the owner of the SOA record; a relative SOA owner (such as
 // "@" without $ORIGIN) is relative to the origin taken from the file name
 // (<origin>.zone), as kzonecheck does.
+// The zone it returns has its precomputed answers (Zone.Precompute).
 // Errors are *Error (joined with errors.Join when there are several).
 func ParseFile(path, dir string) (*Zone, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &Error{File: path, Reason: errReason(err), Err: err}
 	}
-	defer f.Close()
-	z, _, err := parse(f, path, dir, 0)
-	return z, err
+	z, _, err := parseData(data, path, dir, 0, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err
+	}
+	return z.Precompute(), nil
 }
 
 func errReason(err error) string {
@@ -79,6 +83,9 @@ func parse(r io.Reader, path, dir string, maxRecords int) (z *Zone, includes []s
 			return nil, nil, &Error{File: cur.file, Line: cur.entry, Reason: "more than " + strconv.Itoa(maxRecords) + " records"}
 		}
 		b.add(rr, cur.file, cur.entry)
+		if n%yieldEvery == 0 {
+			runtime.Gosched()
+		}
 	}
 	if err := zp.Err(); err != nil {
 		return nil, nil, convertParseError(t, err)

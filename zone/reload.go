@@ -1,13 +1,14 @@
 package zone
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -31,6 +32,12 @@ type Config struct {
 	// watcher missed (network file systems, overflowed event queues).
 	// Defaults to 60s; negative disables it.
 	Rescan time.Duration
+	// ExtraDirs are more directories whose *.zone files are zones too,
+	// watched like Dir (the state directory of secondary zones). $INCLUDE
+	// in a file is confined to the file's own directory. A directory that
+	// does not exist yet serves nothing; one that cannot be read keeps
+	// the zones it served.
+	ExtraDirs []string
 }
 
 const (
@@ -53,24 +60,39 @@ type FileStatus struct {
 // watches the directory, reparses only the files whose content (or whose
 // $INCLUDE files' content) changed, and publishes each new set of zones with
 // one pointer swap. A file that fails to load keeps its previous version
-// serving. Reload, Trigger and Status are safe from any goroutine; there is
-// one writer at a time.
+// serving. Reload, ReloadServing, Trigger and Status are safe from any
+// goroutine; there is one writer at a time.
+//
+// A reload publishes twice: first the parsed, validated zones (served
+// through Snapshot.Lookup, as Snapshot.Precomputed has nothing for them
+// yet), then, once built, copies of them that hold the precomputed answers
+// (Zone.Precompute). No published snapshot or zone is ever written. After
+// loading a large zone (memoryReleaseRecords records or more) the loader
+// returns the memory the old version and the parser's garbage held to the
+// operating system (debug.FreeOSMemory), so that the resident size follows
+// the live heap rather than its peak during the reload.
 type Loader struct {
 	cfg   Config
 	store *Store
 	log   *zap.Logger
 
 	trigger chan struct{}
+	bg      sync.WaitGroup // background precomputation (ReloadServing)
 
 	mu    sync.Mutex // serialises reloads and guards files
 	files map[string]*fileState
 }
+
+// memoryReleaseRecords is the number of records loaded at once from which
+// the loader calls debug.FreeOSMemory once the new zones serve.
+const memoryReleaseRecords = 100_000
 
 // fileState is what the loader knows of one zone file.
 type fileState struct {
 	sum      [sha256.Size]byte // of the file and its includes, as last parsed
 	includes []string          // real paths of the files $INCLUDE opened
 	zone     *Zone             // last version that loaded (nil if none)
+	building *Zone             // zone whose precomputed copy is being built
 	loadedAt time.Time
 	err      error // why the last parse failed
 	conflict error // why the zone is not served although it parsed
@@ -102,28 +124,130 @@ func NewLoader(cfg Config, store *Store, log *zap.Logger) (*Loader, error) {
 // reparsed, removed ones dropped, unchanged ones (same content hash, includes
 // too) skipped. Problems are logged and kept for Status; the previous version
 // of a zone that fails keeps serving. It reports whether the published
-// snapshot changed and returns the problems of this pass, joined.
+// snapshot changed and returns the problems of this pass, joined. It
+// returns once the new zones serve with their precomputed answers.
 func (l *Loader) Reload() (changed bool, err error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.reloadLocked()
+	changed, loaded, err := l.reloadLocked()
+	todo := l.unprecomputed()
+	l.mu.Unlock()
+	l.precompute(todo, loaded)
+	return changed, err
 }
 
-func (l *Loader) reloadLocked() (bool, error) {
+// ReloadServing is Reload, but it returns as soon as the new zones serve:
+// their precomputed answers are built in the background and published
+// when ready (unless a newer version of the zone replaced them meanwhile).
+// Until then queries for them are answered through Snapshot.Lookup.
+func (l *Loader) ReloadServing() (changed bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed, loaded, err := l.reloadLocked()
+	if todo := l.unprecomputed(); len(todo) > 0 {
+		l.bg.Go(func() { l.precompute(todo, loaded) })
+	}
+	return changed, err
+}
+
+// workers is the number of goroutines a load may keep busy: every core
+// (GOMAXPROCS) while nothing serves yet, one less once zones serve, so that
+// the listeners always find a free core during a reload.
+func (l *Loader) workers() int {
+	n := runtime.GOMAXPROCS(0)
+	if len(l.store.Load().Zones()) > 0 {
+		n--
+	}
+	return max(1, n)
+}
+
+// pendingZone is a zone that serves without its precomputed answers.
+type pendingZone struct {
+	st *fileState
+	z  *Zone
+}
+
+// unprecomputed returns the zones without precomputed answers that are not
+// being built already, and marks them as being built. l.mu must be held.
+func (l *Loader) unprecomputed() []pendingZone {
+	var out []pendingZone
+	for _, st := range l.files {
+		if z := st.zone; z != nil && !z.Precomputed() && st.building != z {
+			st.building = z
+			out = append(out, pendingZone{st, z})
+		}
+	}
+	return out
+}
+
+// precompute builds the precomputed copies of todo's zones (without
+// holding l.mu: the zones are immutable) and publishes the ones still
+// current. loaded is the number of records the reload parsed: memory is
+// returned to the OS after a large one.
+func (l *Loader) precompute(todo []pendingZone, loaded int) {
+	if len(todo) > 0 {
+		done := make([]*Zone, len(todo))
+		for i, p := range todo {
+			done[i] = p.z.precompute(l.workers())
+		}
+		l.mu.Lock()
+		n := 0
+		for i, p := range todo {
+			if p.st.building == p.z {
+				p.st.building = nil
+			}
+			if p.st.zone == p.z {
+				p.st.zone = done[i]
+				n++
+			}
+		}
+		if n > 0 {
+			next, _ := l.build() // conflicts were logged by the reload
+			if !sameZones(l.store.Load(), next) {
+				l.store.Store(next)
+			}
+		}
+		l.mu.Unlock()
+	}
+	if loaded >= memoryReleaseRecords {
+		debug.FreeOSMemory()
+	}
+}
+
+// reloadLocked reloads and publishes the zones; it returns whether the
+// snapshot changed and the number of records parsed.
+func (l *Loader) reloadLocked() (bool, int, error) {
 	var errs []error
 	paths, _, derr := zoneFiles(l.cfg.Dir)
 	if derr != nil {
 		// Keep serving what we have: an unreadable directory is more likely
 		// a passing fault than an order to drop every zone.
 		l.log.Error("zones directory unreadable, keeping the zones served", zap.String("dir", l.cfg.Dir), zap.Error(derr))
-		return false, derr
+		return false, 0, derr
 	}
 	seen := make(map[string]bool, len(paths))
+	for _, d := range l.cfg.ExtraDirs {
+		more, _, err := zoneFiles(d)
+		switch {
+		case err == nil:
+			paths = append(paths, more...)
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			l.log.Error("zones directory unreadable, keeping the zones served", zap.String("dir", d), zap.Error(err))
+			for path := range l.files {
+				if filepath.Dir(path) == filepath.Clean(d) {
+					seen[path] = true
+				}
+			}
+		}
+	}
+	loaded := 0
 	for _, path := range paths {
 		seen[path] = true
-		if err := l.loadFile(path); err != nil {
+		n, err := l.loadFile(path)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		loaded += n
 	}
 	for path, st := range l.files {
 		if !seen[path] {
@@ -137,14 +261,15 @@ func (l *Loader) reloadLocked() (bool, error) {
 	errs = append(errs, dupErrs...)
 	cur := l.store.Load()
 	if sameZones(cur, next) {
-		return false, errors.Join(errs...)
+		return false, loaded, errors.Join(errs...)
 	}
 	l.store.Store(next)
-	return true, errors.Join(errs...)
+	return true, loaded, errors.Join(errs...)
 }
 
-// loadFile reparses path if its content or an include's changed.
-func (l *Loader) loadFile(path string) error {
+// loadFile reparses path if its content or an include's changed; it
+// returns the number of records it parsed (0 if it did not).
+func (l *Loader) loadFile(path string) (int, error) {
 	st := l.files[path]
 	if st == nil {
 		st = &fileState{}
@@ -154,25 +279,25 @@ func (l *Loader) loadFile(path string) error {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			// Removed between listing and reading: the next pass drops it.
-			return nil
+			return 0, nil
 		}
 		e := &Error{File: path, Reason: errReason(err), Err: err}
 		if st.err == nil || st.err.Error() != e.Error() {
 			l.logFailure(e, st)
 		}
 		st.err = e
-		return e
+		return 0, e
 	}
 	if st.sum == fingerprint(data, st.includes) && (st.zone != nil || st.err != nil) {
-		return st.err // unchanged: neither reparsed nor logged again
+		return 0, st.err // unchanged: neither reparsed nor logged again
 	}
-	z, includes, perr := parse(bytes.NewReader(data), path, l.cfg.Dir, 0)
+	z, includes, perr := parseData(data, path, filepath.Dir(path), 0, l.workers())
 	st.includes = includes
 	st.sum = fingerprint(data, includes)
 	if perr != nil {
 		st.err = perr
 		l.logFailure(perr, st)
-		return perr
+		return 0, perr
 	}
 	st.err = nil
 	if old := st.zone; old != nil && old.Origin == z.Origin && serialLess(z.Serial, old.Serial) {
@@ -182,7 +307,7 @@ func (l *Loader) loadFile(path string) error {
 	st.zone, st.loadedAt = z, time.Now()
 	l.log.Info("zone loaded", zap.String("zone", z.Origin), zap.String("file", path),
 		zap.Uint32("serial", z.Serial), zap.Int("records", z.Records))
-	return nil
+	return z.Records, nil
 }
 
 // logFailure logs every problem of a failed load with file and line.
@@ -289,7 +414,9 @@ func (l *Loader) Trigger() {
 
 // Run keeps the zones current until ctx is done: it watches the zones
 // directory (and the directories of $INCLUDE files), reloads once the
-// directory has been quiet for Debounce, on Trigger, and every Rescan.
+// directory has been quiet for Debounce, on Trigger, and every Rescan, as
+// ReloadServing does; before returning it waits for the precomputation
+// those reloads started.
 // Watcher errors are logged and never stop it; if the watcher cannot start
 // at all, the periodic rescan still runs. It returns ctx.Err().
 func (l *Loader) Run(ctx context.Context) error {
@@ -308,6 +435,9 @@ func (l *Loader) Run(ctx context.Context) error {
 		for _, d := range l.watchDirs() {
 			if watched[d] {
 				continue
+			}
+			if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+				continue // an extra directory not made yet: the rescan and Trigger cover it
 			}
 			if err := w.Add(d); err != nil {
 				l.log.Warn("cannot watch directory", zap.String("dir", d), zap.Error(err))
@@ -332,7 +462,7 @@ func (l *Loader) Run(ctx context.Context) error {
 		rescan = t.C
 	}
 	reload := func(why string) {
-		changed, _ := l.Reload()
+		changed, _ := l.ReloadServing()
 		if changed {
 			l.log.Info("zones published", zap.String("reason", why), zap.Int("zones", len(l.store.Load().Zones())))
 		}
@@ -344,6 +474,7 @@ func (l *Loader) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			debounce.Stop()
+			l.bg.Wait()
 			return ctx.Err()
 		case ev, ok := <-events:
 			if !ok {
@@ -378,7 +509,7 @@ func (l *Loader) Run(ctx context.Context) error {
 func (l *Loader) watchDirs() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	dirs := []string{l.cfg.Dir}
+	dirs := append([]string{l.cfg.Dir}, l.cfg.ExtraDirs...)
 	for _, st := range l.files {
 		for _, inc := range st.includes {
 			dirs = append(dirs, filepath.Dir(inc))

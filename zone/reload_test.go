@@ -291,3 +291,31 @@ func TestLoaderReloadRules(t *testing.T) {
 		t.Error("serialLess does not follow RFC 1982")
 	}
 }
+
+func TestLoaderExtraDirs(t *testing.T) {
+	dir, extra := t.TempDir(), filepath.Join(t.TempDir(), "secondary")
+	write(t, filepath.Join(dir, "a.test.zone"), zoneText("a.test.", 1, "192.0.2.1"))
+	core, _ := observer.New(zapcore.DebugLevel)
+	st := NewStore(nil)
+	l, err := NewLoader(Config{Dir: dir, ExtraDirs: []string{extra}, Debounce: 30 * time.Millisecond, Rescan: -1}, st, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The extra directory does not exist yet: not an error.
+	if _, err := l.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(t.Context()) }()
+	t.Cleanup(func() { <-done })
+	// Made later, as a secondary does, and announced with Trigger.
+	writeAtomic(t, filepath.Join(extra, "s.test.zone"), zoneText("s.test.", 1, "192.0.2.50"))
+	l.Trigger()
+	waitFor(t, "the secondary zone", func() bool { return wwwA(st, "s.test.") == "192.0.2.50" })
+	// Now watched: a change there is seen without Trigger.
+	writeAtomic(t, filepath.Join(extra, "s.test.zone"), zoneText("s.test.", 2, "192.0.2.51"))
+	waitFor(t, "the changed secondary zone", func() bool { return wwwA(st, "s.test.") == "192.0.2.51" })
+	if wwwA(st, "a.test.") != "192.0.2.1" {
+		t.Error("the zones directory's zone is gone")
+	}
+}

@@ -1,19 +1,22 @@
 package zone
 
 import (
+	"encoding/binary"
+	"runtime"
+	"sync"
+
 	"github.com/miekg/dns"
 )
 
 // Precomputed wire-format responses.
 //
-// When a zone is built, every (owner, type) that has an RRset gets the
-// complete response message the server would send for it, packed once with
-// miekg/dns (compression included) with ID 0, RD clear, no OPT RR, and the
-// question in canonical (lower-case) form. The server copies it, patches ID,
-// RD and the question's case, and appends its OPT RR: nothing else in the
-// message depends on the query, because every name in it that compresses
-// against the question points into the question, whose bytes the server
-// copies from the query verbatim.
+// Every (owner, type) that has an RRset gets the complete response message
+// the server would send for it, packed once (compression included) with ID
+// 0, RD clear, no OPT RR, and the question in canonical (lower-case) form.
+// The server copies it, patches ID, RD and the question's case, and appends
+// its OPT RR: nothing else in the message depends on the query, because
+// every name in it that compresses against the question points into the
+// question, whose bytes the server copies from the query verbatim.
 //
 // Only self-contained answers are stored: those whose Lookup, in a snapshot
 // holding this zone alone, consulted no name outside the zone. Answers whose
@@ -21,14 +24,45 @@ import (
 // marked, because a more specific zone served beside this one can change
 // them; Snapshot.Precomputed refuses those when the snapshot serves such a
 // zone.
+//
+// The messages are built after the zone is parsed and validated, into a
+// wireSet that a copy of the Zone points to (Zone.Precompute): the Zone
+// without them can be published (and served through Lookup) first, and is
+// never written. Building them is the packing miekg/dns's Msg.PackBuffer
+// does (header, question, then dns.PackRR of each RR against one
+// compression map), done with a reused buffer and compression map and with
+// scratch copies of the stored RRs (PackRR writes Rdlength into the RR it
+// packs), in parallel over disjoint parts of the zone.
 
 const (
 	// wireChunk is the size of one arena chunk of precomputed messages.
 	wireChunk = 1 << 20
-	// wireTargets marks, in rrset.woff, an answer whose additional section
-	// depends on target names inside the zone.
+	// wireTargets marks, in wireLoc.off, an answer whose additional
+	// section depends on target names inside the zone.
 	wireTargets = 1 << 31
+	// precomputeMin is the number of RRsets below which precomputing
+	// runs on one goroutine.
+	precomputeMin = 8192
+	// yieldEvery is how many nodes or records the loader's CPU-bound loops
+	// handle between two runtime.Gosched calls, so that a listener
+	// goroutine woken meanwhile waits for a P for well under a
+	// millisecond rather than until the scheduler preempts the loader
+	// (10ms).
+	yieldEvery = 1024
 )
+
+// wireSet is the precomputed messages of a zone.
+type wireSet struct {
+	chunks [][]byte  // arena: each chunk holds whole messages
+	loc    []wireLoc // by rrset.wi
+}
+
+// wireLoc locates one message: off is chunk*wireChunk + offset in the
+// chunk, with the wireTargets flag; n is its length, 0 if none.
+type wireLoc struct {
+	off uint32
+	n   uint16
+}
 
 // wireArena packs precomputed messages into large chunks, so that a zone
 // holds a few big byte slices rather than one per RRset.
@@ -51,72 +85,232 @@ func (a *wireArena) add(msg []byte) (uint32, bool) {
 }
 
 // wireOf returns the precomputed message of set, or nil.
-func (z *Zone) wireOf(set *rrset) []byte {
-	if set.wlen == 0 {
+func (w *wireSet) wireOf(set *rrset) []byte {
+	l := w.loc[set.wi]
+	if l.n == 0 {
 		return nil
 	}
-	off := int(set.woff &^ wireTargets)
-	c := z.wire[off/wireChunk]
+	off := int(l.off &^ wireTargets)
+	c := w.chunks[off/wireChunk]
 	o := off % wireChunk
-	return c[o : o+int(set.wlen) : o+int(set.wlen)]
+	return c[o : o+int(l.n) : o+int(l.n)]
 }
 
-// precompute packs the self-contained answer of every (owner, type) of z
-// (see the comment at the top of this file). It runs once, before z is
-// published.
-func (z *Zone) precompute() {
-	snap := &Snapshot{zones: []*Zone{z}, byName: map[string]*Zone{z.Origin: z}}
-	var (
-		a   wireArena
-		r   Response
-		buf = make([]byte, dns.MaxMsgSize)
-		m   dns.Msg
-		qs  [1]dns.Question
-	)
+// Precomputed reports whether z holds precomputed answers.
+func (z *Zone) Precomputed() bool { return z.pre != nil }
+
+// Precompute returns a copy of z holding the precomputed answer of every
+// (owner, type) (see the comment at the top of wire.go), or z itself if it
+// has them already. z is not modified: the copy shares its data, so z may
+// be published and serving meanwhile. It uses every core (GOMAXPROCS) for
+// a large zone.
+func (z *Zone) Precompute() *Zone {
+	return z.precompute(runtime.GOMAXPROCS(0))
+}
+
+// precompute is Precompute on at most workers goroutines.
+func (z *Zone) precompute(workers int) *Zone {
+	if z.pre != nil {
+		return z
+	}
+	c := *z
+	c.pre = z.buildWire(workers)
+	return &c
+}
+
+// buildWire packs the messages of z, in parallel over disjoint ranges of
+// its nodes: each worker writes only the loc entries of its own nodes'
+// sets, into an arena of its own; the arenas are joined at the end.
+func (z *Zone) buildWire(workers int) *wireSet {
+	w := &wireSet{loc: make([]wireLoc, z.sets)}
+	nodes := make([]*node, 0, len(z.nodes))
 	for _, n := range z.nodes {
-		for i := range n.sets {
-			set := &n.sets[i]
-			if set.typ == dns.TypeDS && n == z.apex {
-				continue // answered from the parent zone when it is served
-			}
-			snap.Lookup(n.name, set.typ, &r)
-			targets, ok := selfContained(z, n, set.typ, &r)
-			if !ok {
-				continue
-			}
-			qs[0] = dns.Question{Name: n.name, Qtype: set.typ, Qclass: dns.ClassINET}
-			m = dns.Msg{
-				MsgHdr: dns.MsgHdr{
-					Response:      true,
-					Authoritative: r.Authoritative(),
-					Rcode:         r.Result.Rcode(),
-				},
-				Compress: true,
-				Question: qs[:],
-				Answer:   r.Answer,
-				Ns:       r.Ns,
-				Extra:    r.Extra,
-			}
-			out, err := m.PackBuffer(buf)
-			if err != nil || len(out) > dns.MaxMsgSize || len(out) == 0 {
-				continue
-			}
-			off, ok := a.add(out)
-			if !ok {
-				continue
-			}
-			set.wlen = uint16(len(out))
-			set.woff = off
-			if targets {
-				set.woff |= wireTargets
+		if len(n.sets) > 0 {
+			nodes = append(nodes, n)
+			if len(nodes)%(8*yieldEvery) == 0 {
+				runtime.Gosched()
 			}
 		}
 	}
-	r.Reset()
-	for i, c := range a.chunks {
-		a.chunks[i] = c[:len(c):len(c)]
+	workers = max(1, min(workers, z.sets/precomputeMin))
+	arenas := make([]wireArena, workers)
+	parts := make([][]*node, workers)
+	for i := range parts {
+		parts[i] = nodes[i*len(nodes)/workers : (i+1)*len(nodes)/workers]
 	}
-	z.wire = a.chunks
+	snap := &Snapshot{zones: []*Zone{z}, byName: map[string]*Zone{z.Origin: z}}
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() {
+			p := newPacker()
+			for j, n := range parts[i] {
+				p.node(snap, z, n, w.loc, &arenas[i])
+				if j%yieldEvery == yieldEvery-1 {
+					runtime.Gosched() // let queries waiting for a P run
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Join the arenas: worker i's chunk j becomes chunk base+j.
+	base := 0
+	for i := range workers {
+		if base > 0 {
+			shift := uint32(base * wireChunk)
+			for _, n := range parts[i] {
+				for _, set := range n.sets {
+					if l := &w.loc[set.wi]; l.n != 0 {
+						l.off += shift
+					}
+				}
+			}
+		}
+		for _, c := range arenas[i].chunks {
+			w.chunks = append(w.chunks, c[:len(c):len(c)])
+		}
+		base += len(arenas[i].chunks)
+	}
+	if len(w.chunks) >= wireTargets/wireChunk {
+		// More than 2 GiB of answers: offsets overflow; serve without.
+		return &wireSet{loc: make([]wireLoc, z.sets)}
+	}
+	return w
+}
+
+// packer packs precomputed messages; one per goroutine.
+type packer struct {
+	buf []byte
+	cm  map[string]int
+	r   Response
+	// Scratch copies of stored RRs for dns.PackRR (see packRR).
+	a     dns.A
+	aaaa  dns.AAAA
+	mx    dns.MX
+	txt   dns.TXT
+	cname dns.CNAME
+	ns    dns.NS
+	soa   dns.SOA
+	srv   dns.SRV
+	ptr   dns.PTR
+}
+
+func newPacker() *packer {
+	return &packer{buf: make([]byte, dns.MaxMsgSize), cm: make(map[string]int)}
+}
+
+// node packs the answers for every type at n into a, recording them in loc.
+func (p *packer) node(snap *Snapshot, z *Zone, n *node, loc []wireLoc, a *wireArena) {
+	// The answer of a name that is neither at nor below a zone cut or a
+	// DNAME (other than DNAME at itself) is its RRset, with the
+	// additional data of its targets: Lookup is needed only for the rest.
+	direct := n.flags&flagCut == 0 && !z.occluded(n.name)
+	r := &p.r
+	for i := range n.sets {
+		set := &n.sets[i]
+		if set.typ == dns.TypeDS && n == z.apex {
+			continue // answered from the parent zone when it is served
+		}
+		if direct {
+			r.Reset()
+			r.Answer = append(r.Answer, set.rrs...)
+			r.Result = Success
+			r.Zone = z
+			switch set.typ {
+			case dns.TypeMX, dns.TypeNS, dns.TypeSRV:
+				snap.additional(r)
+			}
+		} else {
+			snap.Lookup(n.name, set.typ, r)
+		}
+		targets, ok := selfContained(z, n, set.typ, r)
+		if !ok {
+			continue
+		}
+		msg, ok := p.pack(n.name, set.typ, r)
+		if !ok {
+			continue
+		}
+		off, ok := a.add(msg)
+		if !ok {
+			continue
+		}
+		if targets {
+			off |= wireTargets
+		}
+		loc[set.wi] = wireLoc{off: off, n: uint16(len(msg))}
+	}
+	r.Reset()
+}
+
+// pack packs the response r to qname/qtype as Msg.PackBuffer would with
+// Compress set (ID 0, RD clear), into p.buf.
+func (p *packer) pack(qname string, qtype uint16, r *Response) ([]byte, bool) {
+	clear(p.cm)
+	buf := p.buf
+	bits := uint16(1<<15) | uint16(r.Result.Rcode()&0xf) // QR, RCODE
+	if r.Authoritative() {
+		bits |= 1 << 10 // AA
+	}
+	binary.BigEndian.PutUint16(buf[0:], 0)
+	binary.BigEndian.PutUint16(buf[2:], bits)
+	binary.BigEndian.PutUint16(buf[4:], 1)
+	binary.BigEndian.PutUint16(buf[6:], uint16(len(r.Answer)))
+	binary.BigEndian.PutUint16(buf[8:], uint16(len(r.Ns)))
+	binary.BigEndian.PutUint16(buf[10:], uint16(len(r.Extra)))
+	off, err := dns.PackDomainName(qname, buf, 12, p.cm, true)
+	if err != nil || off+4 > len(buf) {
+		return nil, false
+	}
+	binary.BigEndian.PutUint16(buf[off:], qtype)
+	binary.BigEndian.PutUint16(buf[off+2:], dns.ClassINET)
+	off += 4
+	for _, sec := range [...][]dns.RR{r.Answer, r.Ns, r.Extra} {
+		for _, rr := range sec {
+			if off, err = dns.PackRR(p.scratch(rr), buf, off, p.cm, true); err != nil {
+				return nil, false
+			}
+		}
+	}
+	if off == 0 || off > dns.MaxMsgSize {
+		return nil, false
+	}
+	return buf[:off], true
+}
+
+// scratch returns a copy of the stored rr that dns.PackRR may write
+// (it sets Rdlength): a shallow copy into p for the common types, else a
+// deep copy. The copy is valid until the next call.
+func (p *packer) scratch(rr dns.RR) dns.RR {
+	switch v := rr.(type) {
+	case *dns.A:
+		p.a = *v
+		return &p.a
+	case *dns.AAAA:
+		p.aaaa = *v
+		return &p.aaaa
+	case *dns.MX:
+		p.mx = *v
+		return &p.mx
+	case *dns.TXT:
+		p.txt = *v
+		return &p.txt
+	case *dns.CNAME:
+		p.cname = *v
+		return &p.cname
+	case *dns.NS:
+		p.ns = *v
+		return &p.ns
+	case *dns.SOA:
+		p.soa = *v
+		return &p.soa
+	case *dns.SRV:
+		p.srv = *v
+		return &p.srv
+	case *dns.PTR:
+		p.ptr = *v
+		return &p.ptr
+	}
+	return dns.Copy(rr)
 }
 
 // selfContained reports whether the lookup r of (n, qtype) in z alone used
@@ -144,7 +338,7 @@ func selfContained(z *Zone, n *node, qtype uint16, r *Response) (targets, ok boo
 		default:
 			continue
 		}
-		if !isSubdomain(canonicalName(target), z.Origin) {
+		if !isSubdomain(r.canon(target), z.Origin) {
 			return false, false // another served zone may add glue
 		}
 		targets = true
@@ -160,7 +354,7 @@ func selfContained(z *Zone, n *node, qtype uint16, r *Response) (targets, ok boo
 // callers copy it and must not modify it. Precomputed does not allocate.
 func (s *Snapshot) Precomputed(qname string, qtype uint16) []byte {
 	z := s.find(qname)
-	if z == nil || z.wire == nil {
+	if z == nil || z.pre == nil {
 		return nil
 	}
 	if qtype == dns.TypeDS && qname == z.Origin {
@@ -175,10 +369,10 @@ func (s *Snapshot) Precomputed(qname string, qtype uint16) []byte {
 		if set.typ != qtype {
 			continue
 		}
-		if set.woff&wireTargets != 0 && s.nested[z] {
+		if z.pre.loc[set.wi].off&wireTargets != 0 && s.nested[z] {
 			return nil
 		}
-		return z.wireOf(set)
+		return z.pre.wireOf(set)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package zone
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -22,7 +23,11 @@ type Zone struct {
 	neg   dns.RR // SOA for negative answers, TTL = min(SOA TTL, MINIMUM)
 	apex  *node
 	nodes map[string]*node // by canonical owner, empty non-terminals included
-	wire  [][]byte         // arena of precomputed messages (see wire.go)
+	sets  int              // number of RRsets; rrset.wi counts them
+	// pre holds the precomputed messages (see wire.go); nil until they
+	// are built. A Zone with them is a copy of the Zone without them,
+	// sharing everything else (Precompute).
+	pre *wireSet
 }
 
 // SOA returns the zone's SOA record. Callers must not modify it.
@@ -48,10 +53,9 @@ const (
 )
 
 type rrset struct {
-	rrs  []dns.RR // clipped
-	typ  uint16
-	wlen uint16 // length of the precomputed message, 0 if none (wire.go)
-	woff uint32 // its offset in Zone.wire, with the wireTargets flag
+	rrs []dns.RR // clipped
+	typ uint16
+	wi  uint32 // index of the set in the zone: its entry in wireSet.loc
 }
 
 // rrset returns the node's RRs of type t, or nil.
@@ -94,7 +98,21 @@ type builder struct {
 	soaLine int
 	errs    []*Error
 	big     map[setKey]map[string]struct{}
+
+	// last is the node of the previous RR (zone files list an owner's
+	// records together), lastParent the parent of the last new node.
+	last, lastParent *node
+	// Slabs for the many small objects of a large zone: nodes, and the
+	// first RRset of a node and first RR of a set (later ones are
+	// appended on the heap). finish copies sets and RRs into exact,
+	// contiguous arrays, so the slabs of those become garbage.
+	nodeSlab []node
+	setSlab  []rrset
+	rrSlab   []dns.RR
 }
+
+// slabSize is the number of elements of one builder slab.
+const slabSize = 1024
 
 func newBuilder(file string) *builder {
 	return &builder{file: file}
@@ -150,10 +168,13 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 		b.errorf(file, line, owner+" is outside the zone "+b.origin)
 		return
 	}
-	n := b.node(owner)
+	n := b.last
+	if n == nil || n.name != owner {
+		n = b.node(owner)
+		b.last = n
+	}
 	h.Name = n.name
 	t := h.Rrtype
-	typ := dns.Type(t).String()
 
 	i := slices.IndexFunc(n.sets, func(s rrset) bool { return s.typ == t })
 	if i >= 0 && b.duplicate(n, i, rr) {
@@ -173,7 +194,7 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 		b.errorf(file, line, "CNAME record beside other data at "+owner+" (RFC 2181 section 10.1)")
 		return
 	case !dnssecType(t) && t != dns.TypeCNAME && n.flags&flagCNAME != 0:
-		b.errorf(file, line, typ+" record beside a CNAME at "+owner+" (RFC 2181 section 10.1)")
+		b.errorf(file, line, dns.Type(t).String()+" record beside a CNAME at "+owner+" (RFC 2181 section 10.1)")
 		return
 	case t == dns.TypeDNAME && i >= 0:
 		b.errorf(file, line, "more than one DNAME record at "+owner+" (RFC 6672 section 2.4)")
@@ -195,11 +216,36 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 		b.z.soa, _ = rr.(*dns.SOA)
 	}
 	if i < 0 {
-		n.sets = append(n.sets, rrset{typ: t})
+		if n.sets == nil {
+			if len(b.setSlab) == cap(b.setSlab) {
+				b.setSlab = make([]rrset, 0, slabSize)
+			}
+			b.setSlab = append(b.setSlab, rrset{typ: t})
+			n.sets = b.setSlab[len(b.setSlab)-1 : len(b.setSlab) : len(b.setSlab)]
+		} else {
+			n.sets = append(n.sets, rrset{typ: t})
+		}
 		i = len(n.sets) - 1
 	}
-	n.sets[i].rrs = append(n.sets[i].rrs, rr)
+	if set := &n.sets[i]; set.rrs == nil {
+		if len(b.rrSlab) == cap(b.rrSlab) {
+			b.rrSlab = make([]dns.RR, 0, slabSize)
+		}
+		b.rrSlab = append(b.rrSlab, rr)
+		set.rrs = b.rrSlab[len(b.rrSlab)-1 : len(b.rrSlab) : len(b.rrSlab)]
+	} else {
+		set.rrs = append(set.rrs, rr)
+	}
 	b.z.Records++
+}
+
+// newNode returns a new node, from the node slab.
+func (b *builder) newNode(name string) *node {
+	if len(b.nodeSlab) == cap(b.nodeSlab) {
+		b.nodeSlab = make([]node, 0, slabSize)
+	}
+	b.nodeSlab = append(b.nodeSlab, node{name: name})
+	return &b.nodeSlab[len(b.nodeSlab)-1]
 }
 
 // noRdata reports whether rr was written without RDATA, which ZoneParser
@@ -271,14 +317,18 @@ func (b *builder) node(owner string) *node {
 	if n := b.z.nodes[owner]; n != nil {
 		return n
 	}
-	n := &node{name: owner}
+	n := b.newNode(owner)
 	b.z.nodes[owner] = n
 	for name := owner; name != b.origin && name != "."; {
 		name = parentName(name)
-		if b.z.nodes[name] != nil {
+		if p := b.lastParent; p != nil && p.name == name {
 			break
 		}
-		b.z.nodes[name] = &node{name: name}
+		if p := b.z.nodes[name]; p != nil {
+			b.lastParent = p
+			break
+		}
+		b.z.nodes[name] = b.newNode(name)
 	}
 	return n
 }
@@ -301,17 +351,40 @@ func (b *builder) finish() (*Zone, error) {
 	if len(b.errs) > 0 {
 		return nil, b.err()
 	}
+	// Copy the RRsets and RRs into exact, contiguous (clipped) arrays:
+	// fewer, larger objects for the GC, no slack, and the slabs and
+	// grown slices become garbage.
+	nsets := 0
 	for _, n := range z.nodes {
-		n.sets = slices.Clip(n.sets)
-		for i := range n.sets {
-			n.sets[i].rrs = slices.Clip(n.sets[i].rrs)
-		}
+		nsets += len(n.sets)
 	}
+	sets := make([]rrset, 0, nsets)
+	rrs := make([]dns.RR, 0, z.Records)
+	i := 0
+	for _, n := range z.nodes {
+		if i++; i%yieldEvery == 0 {
+			runtime.Gosched()
+		}
+		if len(n.sets) == 0 {
+			n.sets = nil
+			continue
+		}
+		o := len(sets)
+		for _, set := range n.sets {
+			r := len(rrs)
+			rrs = append(rrs, set.rrs...)
+			set.rrs = rrs[r:len(rrs):len(rrs)]
+			set.wi = uint32(len(sets))
+			sets = append(sets, set)
+		}
+		n.sets = sets[o:len(sets):len(sets)]
+	}
+	z.sets = len(sets)
+	b.nodeSlab, b.setSlab, b.rrSlab, b.last, b.lastParent = nil, nil, nil, nil, nil
 	z.Serial = z.soa.Serial
 	neg := dns.Copy(z.soa)
 	neg.Header().Ttl = min(z.soa.Hdr.Ttl, z.soa.Minttl)
 	z.neg = neg
-	z.precompute()
 	return z, nil
 }
 

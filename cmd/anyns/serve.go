@@ -115,7 +115,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// Problems are logged by the loader with file and line; the zones that
 	// load serve.
-	_, _ = loader.Reload()
+	_, _ = loader.ReloadServing()
 	snap := store.Load()
 
 	srvCfg, err := cfg.serverConfig()
