@@ -129,7 +129,7 @@ health:
 	// startAnycast only reads the listener's address; the config names
 	// the port bound above.
 	l.want = netip.MustParseAddrPort(addr)
-	ctl, err := startAnycast(ctx, &wg, cfg, []listener{l}, loader, srv, log)
+	ctl, err := startAnycast(ctx, &wg, cfg, []listener{l}, loader, nil, srv, log)
 	if err != nil {
 		t.Fatal(err)
 	}

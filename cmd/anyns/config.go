@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/anyns/anyns/server"
+	"github.com/anyns/anyns/zone/xfr"
 )
 
 // Config is the whole configuration of one anyns instance: built-in
@@ -49,6 +51,13 @@ type Config struct {
 	Control   ControlConfig `yaml:"control"`
 
 	Metrics MetricsConfig `yaml:"metrics"`
+
+	// TSIGKeys, Secondary and SecondaryDir configure secondary zones
+	// (zone/xfr): transferred zones are written to SecondaryDir and served
+	// from there like the files of Zones.
+	TSIGKeys     []xfr.Key    `yaml:"tsig_keys"`
+	Secondary    []xfr.Source `yaml:"secondary"`
+	SecondaryDir string       `yaml:"secondary_dir"`
 
 	// Reserved for later versions; present keys are rejected for now.
 	Transfer yaml.Node `yaml:"transfer"`
@@ -229,10 +238,27 @@ func (c *Config) Validate() error {
 			bad("metrics.listen", "must be host:port with an IP address, or a port, got %q", c.Metrics.Listen)
 		}
 	}
+	if len(c.Secondary) > 0 {
+		xc := c.xfrConfig()
+		for _, e := range unjoin(xc.Validate()) {
+			key, msg, _ := strings.Cut(e.Error(), ": ")
+			if !reported[key] {
+				bad(key, "%s", msg)
+			}
+		}
+		if xc.Dir != "" && filepath.Clean(xc.Dir) == filepath.Clean(c.Zones) {
+			bad("secondary_dir", "must not be the zones directory: the secondary removes files it does not own")
+		}
+	}
 	if c.Transfer.Kind != 0 {
 		bad("transfer", "reserved for a later version of anyns; not supported yet (line %d)", c.Transfer.Line)
 	}
 	return errors.Join(errs...)
+}
+
+// xfrConfig is the secondary-zone part of the config.
+func (c *Config) xfrConfig() xfr.Config {
+	return xfr.Config{Keys: c.TSIGKeys, Sources: c.Secondary, Dir: c.SecondaryDir}
 }
 
 // serverConfig converts the server's part of the config and validates it

@@ -110,7 +110,9 @@ func startKnot(t *testing.T, zones []string, dir string) string {
 	t.Helper()
 	port := freePort(t)
 	conf := fmt.Sprintf("server:\n  rundir: %[1]s\n  listen: 127.0.0.1@%[2]d\n  identity: knot-ref\n  nsid: knot-ref\n  user: root\n"+
-		"database:\n  storage: %[1]s\nlog:\n  - target: stderr\n    any: warning\ntemplate:\n  - id: default\n    storage: %[1]s\n    zonefile-sync: -1\n    journal-content: none\n    semantic-checks: off\nzone:\n", dir, port)
+		"database:\n  storage: %[1]s\nlog:\n  - target: stderr\n    any: warning\n"+
+		"acl:\n  - id: local-xfr\n    address: 127.0.0.0/8\n    action: transfer\n"+
+		"template:\n  - id: default\n    storage: %[1]s\n    zonefile-sync: -1\n    journal-content: none\n    semantic-checks: off\n    acl: local-xfr\nzone:\n", dir, port)
 	for _, z := range zones {
 		conf += fmt.Sprintf("  - domain: %s\n    file: %s.zone\n", z, z)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/anyns/anyns/health"
 	"github.com/anyns/anyns/server"
 	"github.com/anyns/anyns/zone"
+	"github.com/anyns/anyns/zone/xfr"
 )
 
 // geteuid is os.Geteuid; a variable so tests can play root.
@@ -109,7 +110,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	store := zone.NewStore(nil)
-	loader, err := zone.NewLoader(zone.Config{Dir: cfg.Zones, Debounce: cfg.Reload.Debounce, Rescan: cfg.Reload.Rescan}, store, log.Named("zone"))
+	zcfg := zone.Config{Dir: cfg.Zones, Debounce: cfg.Reload.Debounce, Rescan: cfg.Reload.Rescan}
+	if len(cfg.Secondary) > 0 {
+		zcfg.ExtraDirs = []string{cfg.SecondaryDir}
+	}
+	loader, err := zone.NewLoader(zcfg, store, log.Named("zone"))
 	if err != nil {
 		return err
 	}
@@ -156,6 +161,20 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var bgWG sync.WaitGroup
 	bgWG.Add(1)
 	go func() { defer bgWG.Done(); _ = loader.Run(runCtx) }()
+	// Secondary zones: transferred into the state directory the loader
+	// watches; a new version is published at once through Trigger.
+	var sec *xfr.Secondary
+	if len(cfg.Secondary) > 0 {
+		if sec, err = xfr.New(cfg.xfrConfig(), log.Named("xfr")); err != nil {
+			cancelRun()
+			bgWG.Wait()
+			closeListeners()
+			return err
+		}
+		sec.OnChange = loader.Trigger
+		bgWG.Add(1)
+		go func() { defer bgWG.Done(); _ = sec.Run(runCtx) }()
+	}
 	// SIGHUP reloads every zone now, through the watcher's reload path.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -196,7 +215,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// announces a prefix after its first rise passes.
 	var ctl *controller
 	if cfg.anycast != nil {
-		ctl, err = startAnycast(runCtx, &bgWG, cfg, ls, loader, srv, log)
+		ctl, err = startAnycast(runCtx, &bgWG, cfg, ls, loader, sec, srv, log)
 		ctlp.Store(ctl)
 		if err != nil {
 			cancelRun()
@@ -268,7 +287,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // startAnycast starts the BGP speaker and the health checker that drives
 // it. Background goroutines are tracked by wg and end with ctx.
-func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []listener, loader *zone.Loader, srv *server.Server, log *zap.Logger) (*controller, error) {
+func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []listener, loader *zone.Loader, sec *xfr.Secondary, srv *server.Server, log *zap.Logger) (*controller, error) {
 	a := cfg.anycast
 	sp, err := announce.New(a.speaker, log.Named("bgp"))
 	if err != nil {
@@ -294,7 +313,7 @@ func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []list
 	hc, err := health.New(a.health, healthTargets(a, bound, ctl.degPre > 0), health.Probe{
 		Identity: cfg.Identity,
 		Names:    names,
-		Ready:    func() bool { return zonesReady(loader, a.allZone) },
+		Ready:    func() bool { return zonesReady(loader, a.allZone) && !anyExpired(sec) },
 		QPS:      newQPSMeter(srv).rate,
 	}, ctl.notify, log.Named("health"))
 	if err != nil {
@@ -322,6 +341,20 @@ func zonesReady(loader *zone.Loader, all bool) bool {
 		}
 	}
 	return serving > 0 && (!all || serving == len(st))
+}
+
+// anyExpired reports whether a secondary zone is past its SOA expire: stale
+// data must not be announced, so the zone readiness check fails.
+func anyExpired(sec *xfr.Secondary) bool {
+	if sec == nil {
+		return false
+	}
+	for _, z := range sec.Status() {
+		if z.Expired {
+			return true
+		}
+	}
+	return false
 }
 
 // buildStatus assembles `anyns ctl status`.

@@ -227,7 +227,7 @@ health:
 	var bgWG sync.WaitGroup
 	bgWG.Add(1)
 	go func() { defer bgWG.Done(); _ = loader.Run(runCtx) }()
-	ctl, err := startAnycast(runCtx, &bgWG, cfg, []listener{loadL, healthL}, loader, srv, log)
+	ctl, err := startAnycast(runCtx, &bgWG, cfg, []listener{loadL, healthL}, loader, nil, srv, log)
 	if err != nil {
 		cancelRun()
 		bgWG.Wait()
