@@ -32,6 +32,10 @@ type Config struct {
 	// watcher missed (network file systems, overflowed event queues).
 	// Defaults to 60s; negative disables it.
 	Rescan time.Duration
+	// OnPublish, if set, is called with each snapshot the loader publishes,
+	// right after the swap, one call at a time (the zone-transfer journal
+	// and NOTIFY sender hang here). It must not call back into the Loader.
+	OnPublish func(*Snapshot)
 	// ExtraDirs are more directories whose *.zone files are zones too,
 	// watched like Dir (the state directory of secondary zones). $INCLUDE
 	// in a file is confined to the file's own directory. A directory that
@@ -203,7 +207,7 @@ func (l *Loader) precompute(todo []pendingZone, loaded int) {
 		if n > 0 {
 			next, _ := l.build() // conflicts were logged by the reload
 			if !sameZones(l.store.Load(), next) {
-				l.store.Store(next)
+				l.publish(next)
 			}
 		}
 		l.mu.Unlock()
@@ -263,7 +267,7 @@ func (l *Loader) reloadLocked() (bool, int, error) {
 	if sameZones(cur, next) {
 		return false, loaded, errors.Join(errs...)
 	}
-	l.store.Store(next)
+	l.publish(next)
 	return true, loaded, errors.Join(errs...)
 }
 
@@ -399,6 +403,14 @@ func (l *Loader) Status() []FileStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
 	return out
+}
+
+// publish swaps next in and tells OnPublish. Called with l.mu held.
+func (l *Loader) publish(next *Snapshot) {
+	l.store.Store(next)
+	if l.cfg.OnPublish != nil {
+		l.cfg.OnPublish(next)
+	}
 }
 
 // Store returns the store the loader publishes into.
