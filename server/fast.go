@@ -239,10 +239,11 @@ func (s *Server) parseFast(q *query, req []byte, t Transport) (fq fastQuery, ok 
 // (having written nothing the caller needs) when the general path must.
 func (s *Server) respondFast(q *query, req, buf []byte, t Transport) ([]byte, bool) {
 	fq, ok := s.parseFast(q, req, t)
-	if !ok {
+	if !ok || fq.name == s.whoami { // whoami.go: the general path
 		return nil, false
 	}
 	q.qname = fq.name
+	q.qtype = fq.qtype // for the metrics
 	var opt []byte
 	if fq.edns {
 		opt = s.opts[fq.variant]

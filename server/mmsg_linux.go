@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -120,6 +121,17 @@ func (b *mmsgBatch) source(i int) netip.Addr {
 		return netip.AddrFrom16(raw.Addr).Unmap()
 	}
 	return netip.Addr{}
+}
+
+// sourcePort is source with the source port.
+func (b *mmsgBatch) sourcePort(i int) netip.AddrPort {
+	raw := &b.names[i]
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&raw.Port))[:])
+	addr := b.source(i)
+	if !addr.IsValid() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(addr, port)
 }
 
 // setReply makes out[j] the reply resp to the i-th datagram read.

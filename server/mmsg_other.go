@@ -13,11 +13,12 @@ type mmsgBatch struct{}
 
 func newMmsgBatch(net.PacketConn, int, int) *mmsgBatch { return nil }
 
-func (*mmsgBatch) read() (int, error)        { return 0, errors.ErrUnsupported }
-func (*mmsgBatch) datagram(int) []byte       { return nil }
-func (*mmsgBatch) source(int) netip.Addr     { return netip.Addr{} }
-func (*mmsgBatch) setReply(int, int, []byte) {}
-func (*mmsgBatch) write(int) error           { return errors.ErrUnsupported }
+func (*mmsgBatch) read() (int, error)            { return 0, errors.ErrUnsupported }
+func (*mmsgBatch) datagram(int) []byte           { return nil }
+func (*mmsgBatch) source(int) netip.Addr         { return netip.Addr{} }
+func (*mmsgBatch) sourcePort(int) netip.AddrPort { return netip.AddrPort{} }
+func (*mmsgBatch) setReply(int, int, []byte)     {}
+func (*mmsgBatch) write(int) error               { return errors.ErrUnsupported }
 
 // ListenUDP opens one UDP socket on addr: SO_REUSEPORT sockets are Linux
 // only here.

@@ -50,6 +50,10 @@ type query struct {
 	qs    [1]dns.Question
 	slow  bool // the general path ran: release clears its state
 
+	info  reqInfo // what the transport knows of the query (metrics.go)
+	shard uint8   // index of the metrics shard this query counts in
+	qtype uint16  // set by the fast path, with qname
+
 	// qname is the canonical query name, for RRL: set by the fast path
 	// (in nameBuf) or by the general path (in qs).
 	qname string
@@ -96,6 +100,13 @@ func (s *Server) Respond(req, buf []byte, t Transport) (resp []byte, ok bool) {
 // (Stats.RRLSlipped). TCP is never rate limited. RespondFrom allocates
 // nothing more than Respond.
 func (s *Server) RespondFrom(req, buf []byte, t Transport, client netip.Addr) (resp []byte, ok bool) {
+	return s.respondInfo(req, buf, reqInfo{t: t, client: netip.AddrPortFrom(client, 0)})
+}
+
+// respondInfo is RespondFrom with all the transport knows of the query
+// (source and destination ports, time read: see metrics.go).
+func (s *Server) respondInfo(req, buf []byte, in reqInfo) (resp []byte, ok bool) {
+	t, client := in.t, in.client.Addr()
 	if t == TCP {
 		s.stats.queriesTCP.Add(1)
 	} else {
@@ -105,22 +116,35 @@ func (s *Server) RespondFrom(req, buf []byte, t Transport, client netip.Addr) (r
 		s.stats.dropped.Add(1)
 		return nil, false
 	}
+	if s.xfr != nil {
+		if out, ok, handled := s.respondXFR(req, buf, t, client); handled {
+			return out, ok
+		}
+	}
 	if t != UDP || s.rrl == nil || !client.IsValid() {
 		client = netip.Addr{}
 	}
-	return s.respondClient(req, buf, t, s.testHookRespond == nil, client)
+	return s.respondClient(req, buf, t, s.testHookRespond == nil, client, in)
 }
 
 // respondWith is Respond, trying the fast path first when fast is set.
 func (s *Server) respondWith(req, buf []byte, t Transport, fast bool) (resp []byte, ok bool) {
-	return s.respondClient(req, buf, t, fast, netip.Addr{})
+	return s.respondClient(req, buf, t, fast, netip.Addr{}, reqInfo{t: t})
 }
 
 // respondClient is respondWith with RRL applied to the response when
-// client is valid.
-func (s *Server) respondClient(req, buf []byte, t Transport, fast bool, client netip.Addr) (resp []byte, ok bool) {
+// client is valid; in is what the transport knows of the query (for
+// whoami, the metrics, dnstap and the query log).
+func (s *Server) respondClient(req, buf []byte, t Transport, fast bool, client netip.Addr, in reqInfo) (resp []byte, ok bool) {
 	q := s.queries.Get().(*query)
-	defer s.release(q)
+	q.info = in
+	if s.tap != nil || s.qlogThreshold > 0 {
+		s.startObserve(q)
+	}
+	defer func() {
+		s.observe(q, req, resp, ok)
+		s.release(q)
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			resp, ok = s.recovered(q, r, req, buf)
@@ -153,6 +177,7 @@ func (s *Server) release(q *query) {
 	}
 	q.zr.Reset()
 	q.qname = ""
+	q.info, q.qtype = reqInfo{}, 0
 	q.soa, q.ns, q.a, q.aaaa = dns.SOA{}, dns.NS{}, dns.A{}, dns.AAAA{}
 	if q.slow {
 		q.slow = false
@@ -270,6 +295,9 @@ func (s *Server) respond(q *query, req, buf []byte, t Transport) []byte {
 	question := q.req.Question[0]
 	switch question.Qclass {
 	case dns.ClassINET, dns.ClassANY:
+		if out, ok := s.answerWhoami(q, buf, t, limit, question); ok {
+			return out
+		}
 		// Knot answers class ANY like IN (process_query.c).
 		return s.answerIN(q, buf, t, limit, question)
 	case dns.ClassCHAOS:

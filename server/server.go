@@ -56,6 +56,19 @@ type Config struct {
 	// Version is the CH TXT answer for version.bind. and version.server.
 	// At most 255 bytes. "" means REFUSED.
 	Version string
+	// Whoami is a diagnostic name under a served zone
+	// ("whoami.example.com."): its TXT, A and AAAA queries are answered
+	// with what this instance sees of the query (whoami.go). "" (the
+	// default) turns it off.
+	Whoami string
+	// QueryLog is the fraction of queries logged (zap, Info, message
+	// "query"), 0 to 1: 0 (the default) logs none, 1 every one.
+	QueryLog float64
+	// Dnstap is where dnstap messages (AUTH_QUERY, AUTH_RESPONSE) go:
+	// "unix:/path" for a Frame Streams socket (reconnected on failure),
+	// anything else a file, created or truncated by New. "" (the
+	// default) turns dnstap off.
+	Dnstap string
 	// UDPSize is the EDNS payload size we advertise and the largest UDP
 	// response we send, in bytes: 512 to 65535, defaults to 1232 when 0.
 	UDPSize int
@@ -82,6 +95,30 @@ type Config struct {
 	// RRL configures Response Rate Limiting of UDP responses (see
 	// RRLConfig); off by default.
 	RRL RRLConfig
+
+	// The primary side of zone distribution (xfr.go). All of it is off
+	// by default: AXFR and IXFR are REFUSED, NOTIFY is NOTIMP and a TSIG
+	// in a query is ignored, as without these fields.
+
+	// Transfer lists who may transfer which zone (AXFR, IXFR); nil:
+	// nobody.
+	Transfer []TransferRule
+	// TSIGKeys are the TSIG keys (RFC 8945) by name ("xfr-key."): signed
+	// requests are verified and their responses signed; a request signed
+	// with another key is answered NOTAUTH/BADKEY.
+	TSIGKeys map[string]TSIGKey
+	// IXFR returns the body of an incremental transfer of z from serial
+	// from (xfr.Journal.IXFR); ok false or a nil IXFR: a full zone is
+	// sent in IXFR form (RFC 1995 section 4).
+	IXFR func(z *zone.Zone, from uint32) (body []dns.RR, ok bool)
+	// Notify handles a NOTIFY (RFC 1996) for zone from a client and
+	// reports whether it was accepted (NOERROR) or not (REFUSED)
+	// (xfr.Secondary.Notify). nil: NOTIFY is answered NOTIMP.
+	Notify func(zone string, from netip.Addr) bool
+	// Expired reports whether zone (an origin) is past its SOA expire:
+	// its queries are answered SERVFAIL (xfr.Secondary.Expired). nil:
+	// never.
+	Expired func(zone string) bool
 }
 
 // withDefaults returns c with zero values replaced by defaults.
@@ -133,6 +170,12 @@ func (c Config) Validate() error {
 	if err := c.RRL.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.validateVisibility(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := newXFRState(c); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -162,6 +205,10 @@ type Stats struct {
 	// RRLSlipped counts UDP responses sent as a slip (TC=1, no records)
 	// by RRL; they are not in Truncated.
 	RRLSlipped uint64
+
+	// DnstapDropped counts queries not sent to dnstap because its queue
+	// was full (or the server was shut down).
+	DnstapDropped uint64
 }
 
 type counters struct {
@@ -185,8 +232,14 @@ type Server struct {
 	// opts holds our OPT RR in wire format for each fast-path variant.
 	opts [optVariants][]byte
 
+	metrics       metrics // query metrics (metrics.go)
+	tap           *tap    // nil: dnstap off
+	qlogThreshold uint64  // sampled query log (querylog.go); 0: off
+	whoami        string  // canonical Config.Whoami; "": off
+
 	stats counters
-	rrl   *rrl // nil: RRL off
+	rrl   *rrl      // nil: RRL off
+	xfr   *xfrState // nil: no primary side (xfr.go)
 
 	prefixMu    sync.Mutex
 	prefixConns map[netip.Prefix]int // open TCP connections per client prefix
@@ -204,7 +257,8 @@ type Server struct {
 	testHookRespond func(req *dns.Msg)
 }
 
-// New returns a server answering from store. It starts nothing. log is
+// New returns a server answering from store. It starts nothing but the
+// dnstap writer (with Config.Dnstap; Shutdown stops it). log is
 // used as given (the caller names it, e.g. log.Named("server")); nil means
 // no logging.
 func New(cfg Config, store *zone.Store, log *zap.Logger) (*Server, error) {
@@ -232,9 +286,22 @@ func New(cfg Config, store *zone.Store, log *zap.Logger) (*Server, error) {
 		rrl:         newRRL(cfg.RRL),
 		prefixConns: make(map[netip.Prefix]int),
 	}
-	s.queries.New = func() any { return &query{cm: make(map[string]int, 16)} }
+	s.xfr, _ = newXFRState(cfg) // validated above
+	s.queries.New = func() any { return &query{cm: make(map[string]int, 16), shard: s.metrics.shard()} }
+	s.qlogThreshold = sampleThreshold(cfg.QueryLog)
+	if cfg.Whoami != "" {
+		s.whoami = asciiLower(dns.Fqdn(cfg.Whoami))
+	}
 	if err := s.initOPTs(); err != nil {
 		return nil, fmt.Errorf("server config: %w", err)
+	}
+	if cfg.Dnstap != "" {
+		// Last: nothing can fail after the writer starts.
+		t, err := newTap(cfg.Dnstap, cfg.Identity, dnstapVersion(cfg.Version), log)
+		if err != nil {
+			return nil, fmt.Errorf("server config: %w", err)
+		}
+		s.tap = t
 	}
 	return s, nil
 }
@@ -259,6 +326,7 @@ func (s *Server) Stats() Stats {
 		TCPReadTimeouts:  c.tcpReadTimeouts.Load(),
 		RRLDropped:       c.rrlDropped.Load(),
 		RRLSlipped:       c.rrlSlipped.Load(),
+		DnstapDropped:    s.tap.droppedCount(),
 	}
 }
 
@@ -269,8 +337,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // past (the caller still owns and closes the PacketConns), TCP listeners are
 // closed, idle TCP connections are closed, and Shutdown waits until every
 // in-flight query is answered or ctx is done, whichever comes first. It
-// returns ctx.Err() in the latter case. It is safe to call more than once
-// and from any goroutine.
+// returns ctx.Err() in the latter case. With Config.Dnstap, it then waits
+// for the dnstap writer to write what is queued and close (bounded by ctx
+// too). It is safe to call more than once and from any goroutine.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
@@ -295,6 +364,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-finished:
+		if s.tap != nil {
+			// Every query is answered: write what dnstap has queued.
+			return s.tap.close(ctx)
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -140,6 +140,7 @@ func (s *Server) serveConn(c net.Conn, prefix netip.Prefix) {
 		s.wg.Done()
 	}()
 	r := bufio.NewReaderSize(c, 4096)
+	remote, local := addrPortOf(c.RemoteAddr()), addrPortOf(c.LocalAddr())
 	w := bufio.NewWriterSize(c, 16<<10)
 	req := make([]byte, 0, 512)
 	var lenBuf [2]byte
@@ -213,7 +214,15 @@ func (s *Server) serveConn(c net.Conn, prefix netip.Prefix) {
 			flush()
 			return
 		}
-		if !s.answerTCP(w, req, flush) {
+		if s.xfr != nil {
+			if handled, ok := s.serveXFR(c, w, req, flush); handled {
+				if !ok {
+					return
+				}
+				continue
+			}
+		}
+		if !s.answerTCP(w, req, flush, reqInfo{t: TCP, client: remote, local: local, recv: time.Now()}) {
 			return
 		}
 	}
@@ -222,11 +231,13 @@ func (s *Server) serveConn(c net.Conn, prefix netip.Prefix) {
 // answerTCP answers one query and appends the framed response to w,
 // flushing first when it does not fit. It reports false when the
 // connection is unusable.
-func (s *Server) answerTCP(w *bufio.Writer, req []byte, flush func() bool) bool {
+// in is what is known of the query; its handling time (metrics.go) ends
+// when the response is in w.
+func (s *Server) answerTCP(w *bufio.Writer, req []byte, flush func() bool, in reqInfo) bool {
 	bp := tcpBufPool.Get().(*[]byte)
 	defer tcpBufPool.Put(bp)
 	buf := *bp
-	resp, ok := s.Respond(req, buf[2:], TCP)
+	resp, ok := s.respondInfo(req, buf[2:], in)
 	if !ok || len(resp) == 0 {
 		return true
 	}
@@ -242,6 +253,7 @@ func (s *Server) answerTCP(w *bufio.Writer, req []byte, flush func() bool) bool 
 		return false
 	}
 	_, err := w.Write(frame)
+	s.metrics.dur.observeN(time.Since(in.recv), 1)
 	return err == nil
 }
 

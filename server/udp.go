@@ -35,6 +35,9 @@ type udpSocket struct {
 	dst bool // wildcard address: reply from the query's destination address
 	// oobSize is the size of the control message buffer per datagram.
 	oobSize int
+	// local is the socket's address (for a wildcard socket, not the
+	// address each query was sent to): dnstap's response address.
+	local netip.AddrPort
 }
 
 // ServeUDP answers the queries that arrive on pc until Shutdown, then
@@ -55,7 +58,7 @@ func (s *Server) ServeUDP(pc net.PacketConn) error {
 		s.wg.Done()
 	}()
 
-	u := &udpSocket{pc: pc}
+	u := &udpSocket{pc: pc, local: addrPortOf(pc.LocalAddr())}
 	if uc, ok := pc.(*net.UDPConn); ok {
 		la, _ := uc.LocalAddr().(*net.UDPAddr)
 		u.v6 = la != nil && la.IP.To4() == nil
@@ -106,7 +109,7 @@ func (s *Server) udpReader(u *udpSocket) error {
 	}
 	if !u.dst {
 		if b := newMmsgBatch(u.pc, udpBatch, udpReadSize); b != nil {
-			return s.udpReaderMmsg(b)
+			return s.udpReaderMmsg(b, u.local)
 		}
 	}
 	in := make([]ipv4.Message, udpBatch)
@@ -137,9 +140,11 @@ func (s *Server) udpReader(u *udpSocket) error {
 		}
 		delay = 0
 		nout := 0
+		start := time.Now() // metrics.go: one clock read per batch boundary
 		for i := range n {
 			msg := &in[i]
-			resp, ok := s.RespondFrom(msg.Buffers[0][:msg.N], bufs[i], UDP, addrOf(msg.Addr))
+			ri := reqInfo{t: UDP, client: addrPortOf(msg.Addr), local: u.local, recv: start}
+			resp, ok := s.respondInfo(msg.Buffers[0][:msg.N], bufs[i], ri)
 			if !ok || len(resp) == 0 {
 				continue
 			}
@@ -153,6 +158,7 @@ func (s *Server) udpReader(u *udpSocket) error {
 			}
 		}
 		s.writeBatch(u, out[:nout])
+		s.metrics.dur.observeN(time.Since(start), nout)
 		for i := range nout {
 			out[i].Addr = nil
 			out[i].OOB = nil
@@ -162,7 +168,7 @@ func (s *Server) udpReader(u *udpSocket) error {
 
 // udpReaderMmsg is udpReader for a socket bound to one address, with
 // recvmmsg/sendmmsg batches that allocate nothing per datagram.
-func (s *Server) udpReaderMmsg(b *mmsgBatch) error {
+func (s *Server) udpReaderMmsg(b *mmsgBatch, local netip.AddrPort) error {
 	bufs := make([][]byte, udpBatch) // response buffers, reused
 	for i := range bufs {
 		bufs[i] = make([]byte, 65535)
@@ -179,8 +185,10 @@ func (s *Server) udpReaderMmsg(b *mmsgBatch) error {
 		}
 		delay = 0
 		nout := 0
+		start := time.Now() // metrics.go: one clock read per batch boundary
 		for i := range n {
-			resp, ok := s.RespondFrom(b.datagram(i), bufs[i], UDP, b.source(i))
+			ri := reqInfo{t: UDP, client: b.sourcePort(i), local: local, recv: start}
+			resp, ok := s.respondInfo(b.datagram(i), bufs[i], ri)
 			if !ok || len(resp) == 0 {
 				continue
 			}
@@ -192,6 +200,7 @@ func (s *Server) udpReaderMmsg(b *mmsgBatch) error {
 				ce.Write(zap.Error(err))
 			}
 		}
+		s.metrics.dur.observeN(time.Since(start), nout)
 	}
 }
 
@@ -254,8 +263,11 @@ func (s *Server) udpReaderPlain(u *udpSocket) error {
 			continue
 		}
 		delay = 0
-		if resp, ok := s.RespondFrom(in[:n], buf, UDP, addrOf(addr)); ok && len(resp) > 0 {
+		start := time.Now()
+		ri := reqInfo{t: UDP, client: addrPortOf(addr), local: u.local, recv: start}
+		if resp, ok := s.respondInfo(in[:n], buf, ri); ok && len(resp) > 0 {
 			_, _ = u.pc.WriteTo(resp, addr)
+			s.metrics.dur.observeN(time.Since(start), 1)
 		}
 	}
 }
