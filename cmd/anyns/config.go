@@ -51,6 +51,10 @@ type Config struct {
 	Control   ControlConfig `yaml:"control"`
 
 	Metrics MetricsConfig `yaml:"metrics"`
+	// Diagnostics configures the whoami name.
+	Diagnostics DiagnosticsConfig `yaml:"diagnostics"`
+	// Dnstap configures dnstap output of queries and responses.
+	Dnstap DnstapConfig `yaml:"dnstap"`
 
 	// TSIGKeys, Secondary and SecondaryDir configure secondary zones
 	// (zone/xfr): transferred zones are written to SecondaryDir and served
@@ -59,8 +63,8 @@ type Config struct {
 	Secondary    []xfr.Source `yaml:"secondary"`
 	SecondaryDir string       `yaml:"secondary_dir"`
 
-	// Reserved for later versions; present keys are rejected for now.
-	Transfer yaml.Node `yaml:"transfer"`
+	// Transfer allows AXFR/IXFR out and lists NOTIFY targets, per zone.
+	Transfer []TransferConfig `yaml:"transfer"`
 
 	// anycast is the converted bgp and health sections, set by Validate
 	// (nil without a bgp section).
@@ -85,6 +89,22 @@ type TCPConfig struct {
 	// ReadTimeout is how long a client has to finish a message once its
 	// first byte arrived (slowloris). Defaults to 2s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
+}
+
+// DiagnosticsConfig is the `diagnostics` section.
+type DiagnosticsConfig struct {
+	// Whoami is a name under a served zone ("whoami.example.com.") that
+	// answers TXT with the identity, the client address as seen here, the
+	// EDNS Client Subnet and the transport, and A/AAAA with the client
+	// address, TTL 0. Empty (the default) turns it off.
+	Whoami string `yaml:"whoami"`
+}
+
+// DnstapConfig is the `dnstap` section.
+type DnstapConfig struct {
+	// Output is "unix:/path/to/socket" (Frame Streams, reconnected when it
+	// fails) or a file path. Empty (the default) turns dnstap off.
+	Output string `yaml:"output"`
 }
 
 // RRLConfig is the `rrl` section: Response Rate Limiting of UDP answers.
@@ -119,6 +139,10 @@ type ReloadConfig struct {
 type LogConfig struct {
 	// Level is debug, info, warn or error. Defaults to info.
 	Level string `yaml:"level"`
+	// Queries is the fraction of queries logged (0.0-1.0), at info level,
+	// with client, qname, qtype, rcode, size, transport and duration.
+	// Defaults to 0: no query logging.
+	Queries float64 `yaml:"queries"`
 	// Format is json or console. Defaults to json.
 	Format string `yaml:"format"`
 }
@@ -250,9 +274,7 @@ func (c *Config) Validate() error {
 			bad("secondary_dir", "must not be the zones directory: the secondary removes files it does not own")
 		}
 	}
-	if c.Transfer.Kind != 0 {
-		bad("transfer", "reserved for a later version of anyns; not supported yet (line %d)", c.Transfer.Line)
-	}
+
 	return errors.Join(errs...)
 }
 
@@ -265,6 +287,9 @@ func (c *Config) xfrConfig() xfr.Config {
 // with the server package's own rules.
 func (c *Config) serverConfig() (server.Config, error) {
 	sc := server.Config{
+		Whoami:                     c.Diagnostics.Whoami,
+		QueryLog:                   c.Log.Queries,
+		Dnstap:                     c.Dnstap.Output,
 		Identity:                   c.Identity,
 		UDPSize:                    c.UDPSize,
 		TCPIdleTimeout:             c.TCP.IdleTimeout,
@@ -305,6 +330,15 @@ func (c *Config) serverConfig() (server.Config, error) {
 		}
 		sc.RRL.Exempt = append(sc.RRL.Exempt, p.Masked())
 	}
+	if len(c.TSIGKeys) > 0 {
+		sc.TSIGKeys = make(map[string]server.TSIGKey, len(c.TSIGKeys))
+		for _, k := range c.TSIGKeys {
+			sc.TSIGKeys[strings.ToLower(dnsFqdn(k.Name))] = server.TSIGKey{Algorithm: k.Algorithm, Secret: k.Secret}
+		}
+	}
+	side, terrs := c.parseTransfer()
+	errs = append(errs, terrs...)
+	sc.Transfer = side.rules
 	if err := sc.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -78,7 +78,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 			[]string{"identity: must not be empty", "udp_size: must be between 512 and 65535, got 100", `listen[0]: "localhost:53": host must be an IP address`,
 				`listen[1]: "127.0.0.1:99999": port must be 0-65535`, "tcp.idle_timeout: must be between 0 and 6553.5s, got -1s", "tcp.max_connections: must be at least 1",
 				`log.level: must be debug, info, warn or error, got "loud"`, `log.format: must be json or console, got "xml"`, "zones: stat /nonexistent-anyns"}},
-		{"reserved key", "zones: ../../zones\ntransfer:\n  - zone: example.com.\n", []string{"transfer: reserved for a later version of anyns; not supported yet (line 3)"}},
+		{"transfer", "zones: ../../zones\ntransfer:\n  - zone: example.com.\n    allow: [\"198.51.100.0/24\", \"key:nokey.\", \"nonsense\"]\n    notify: [\"198.51.100.7\"]\n",
+			[]string{`transfer[0].allow[1]: no key "nokey." in tsig_keys`, `transfer[0].allow[2]: "nonsense" is not a prefix, an address or key:NAME`, `transfer[0].notify[0]: "198.51.100.7" is not address:port`}},
 		{"bad metrics address", "zones: ../../zones\nmetrics:\n  listen: localhost:9153\n", []string{`metrics.listen: must be host:port with an IP address, or a port, got "localhost:9153"`}},
 		{"bad duration", "tcp:\n  idle_timeout: soon\n", []string{"line 2: cannot unmarshal"}},
 	} {

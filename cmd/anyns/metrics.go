@@ -44,12 +44,13 @@ type collector struct {
 	loader *zone.Loader
 	ctl    func() *controller
 
-	queries, dropped, formerr, notimp, refused, servfail *prometheus.Desc
-	panics, truncated, tcpRefused, tcpOpen               *prometheus.Desc
-	rrl, tcpTimeouts                                     *prometheus.Desc
-	zoneSerial, zoneRecords, zoneLoaded, zoneError       *prometheus.Desc
-	prefixState, prefixAnnounced, prefixTransitions      *prometheus.Desc
-	drained, peerState, peerUp                           *prometheus.Desc
+	queries, dropped, formerr, notimp, refused, servfail     *prometheus.Desc
+	panics, truncated, tcpRefused, tcpOpen                   *prometheus.Desc
+	rrl, tcpTimeouts                                         *prometheus.Desc
+	zoneQueries, respSize, duration, messages, dnstapDropped *prometheus.Desc
+	zoneSerial, zoneRecords, zoneLoaded, zoneError           *prometheus.Desc
+	prefixState, prefixAnnounced, prefixTransitions          *prometheus.Desc
+	drained, peerState, peerUp                               *prometheus.Desc
 }
 
 func newCollector(srv *server.Server, loader *zone.Loader, ctl func() *controller) *collector {
@@ -58,7 +59,12 @@ func newCollector(srv *server.Server, loader *zone.Loader, ctl func() *controlle
 	}
 	return &collector{
 		srv: srv, loader: loader, ctl: ctl,
-		queries:           d("queries_total", "DNS messages received, by transport.", "transport"),
+		queries:           d("queries_total", "DNS queries answered (or withheld by RRL: rcode \"none\"), by transport, query type and response code.", "transport", "qtype", "rcode"),
+		zoneQueries:       d("zone_queries_total", "Responses by the zone that answered (\"other\" beyond 10,000 zones).", "zone"),
+		respSize:          d("response_size_bytes", "Size of the responses sent."),
+		duration:          d("request_duration_seconds", "Handling latency: UDP from the receiving batch's read to its send, counted per response; TCP from the message read to its response buffered."),
+		messages:          d("messages_received_total", "DNS messages received, by transport, answered or not.", "transport"),
+		dnstapDropped:     d("dnstap_dropped_total", "dnstap messages dropped because the output could not keep up."),
 		dropped:           d("dropped_packets_total", "Messages dropped without a reply: shorter than a header, QR set, or unanswerable."),
 		formerr:           d("formerr_responses_total", "Queries answered FORMERR."),
 		notimp:            d("notimp_responses_total", "Queries answered NOTIMP (opcode other than QUERY)."),
@@ -107,8 +113,25 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
 	st := c.srv.Stats()
-	counter(c.queries, st.QueriesUDP, "udp")
-	counter(c.queries, st.QueriesTCP, "tcp")
+	counter(c.messages, st.QueriesUDP, "udp")
+	counter(c.messages, st.QueriesTCP, "tcp")
+	counter(c.dnstapDropped, st.DnstapDropped)
+	m := c.srv.Metrics()
+	for _, q := range m.Queries {
+		counter(c.queries, q.Count, q.Transport, q.Qtype, q.Rcode)
+	}
+	for z, n := range m.Zones {
+		counter(c.zoneQueries, n, z)
+	}
+	histogram := func(d *prometheus.Desc, h server.Histogram) {
+		b := make(map[float64]uint64, len(h.Bounds))
+		for i, ub := range h.Bounds {
+			b[ub] = h.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum, b)
+	}
+	histogram(c.respSize, m.ResponseSize)
+	histogram(c.duration, m.Duration)
 	counter(c.dropped, st.Dropped)
 	counter(c.formerr, st.FormErr)
 	counter(c.notimp, st.NotImp)

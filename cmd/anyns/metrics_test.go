@@ -36,10 +36,11 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// metricValue returns the value of the first sample of name whose labels
-// contain every one of labels ("k=\"v\""), or -1.
+// metricValue returns the sum of the samples of name whose labels contain
+// every one of labels ("k=\"v\""), or -1 if there is none.
 func metricValue(body, name string, labels ...string) float64 {
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(\{[^}]*\})? (\S+)$`)
+	sum, found := 0.0, false
 next:
 	for _, m := range re.FindAllStringSubmatch(body, -1) {
 		for _, l := range labels {
@@ -51,9 +52,12 @@ next:
 		if err != nil {
 			return -1
 		}
-		return v
+		sum, found = sum+v, true
 	}
-	return -1
+	if !found {
+		return -1
+	}
+	return sum
 }
 
 func TestMetricsEndpoint(t *testing.T) {
@@ -86,11 +90,26 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	id := `identity="metrics-1"`
 	// The startup probe (awaitResponding) adds UDP queries: at least ours.
-	if v := metricValue(body, "anyns_queries_total", `transport="udp"`, id); v < 4 {
-		t.Errorf("anyns_queries_total{transport=udp} = %v, want >= 4\n%s", v, body)
+	if v := metricValue(body, "anyns_messages_received_total", `transport="udp"`, id); v < 4 {
+		t.Errorf("anyns_messages_received_total{transport=udp} = %v, want >= 4\n%s", v, body)
 	}
-	if v := metricValue(body, "anyns_queries_total", `transport="tcp"`, id); v != 1 {
-		t.Errorf("anyns_queries_total{transport=tcp} = %v, want 1", v)
+	if v := metricValue(body, "anyns_queries_total", `transport="udp"`, `qtype="A"`, `rcode="NOERROR"`, id); v != 3 {
+		t.Errorf("anyns_queries_total{udp,A,NOERROR} = %v, want 3", v)
+	}
+	if v := metricValue(body, "anyns_queries_total", `transport="udp"`, `qtype="A"`, `rcode="REFUSED"`, id); v != 1 {
+		t.Errorf("anyns_queries_total{udp,A,REFUSED} = %v, want 1", v)
+	}
+	if v := metricValue(body, "anyns_queries_total", `transport="tcp"`, `qtype="A"`, `rcode="REFUSED"`, id); v != 1 {
+		t.Errorf("anyns_queries_total{tcp,A,REFUSED} = %v, want 1", v)
+	}
+	if v := metricValue(body, "anyns_zone_queries_total", `zone="example.com."`, id); v != 3 {
+		t.Errorf("anyns_zone_queries_total{example.com.} = %v, want 3", v)
+	}
+	if v := metricValue(body, "anyns_response_size_bytes_count", id); v < 5 {
+		t.Errorf("anyns_response_size_bytes_count = %v, want >= 5", v)
+	}
+	if v := metricValue(body, "anyns_request_duration_seconds_count", id); v < 5 {
+		t.Errorf("anyns_request_duration_seconds_count = %v, want >= 5", v)
 	}
 	if v := metricValue(body, "anyns_refused_responses_total", id); v != 2 {
 		t.Errorf("anyns_refused_responses_total = %v, want 2", v)
@@ -224,4 +243,36 @@ func TestCtlZonesAndStatus(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("control socket left behind: %v", err)
 	}
+}
+
+// TestWhoamiWithDig asks the binary's whoami name with dig, as an end user
+// would through any resolver.
+func TestWhoamiWithDig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "anyns.yaml", "diagnostics:\n  whoami: whoami.example.com.\nlog:\n  queries: 1.0\n")
+	in := startAnyns(t, "--config", cfg, "--listen", "127.0.0.1:0", "--zones", shippedZones(t), "--id", "whoami-1")
+	out := digAt(t, in.addr, "+short", "whoami.example.com", "TXT")
+	for _, want := range []string{`"id=whoami-1"`, `"client=127.0.0.1"`, `"transport=udp"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("whoami TXT lacks %s:\n%s", want, out)
+		}
+	}
+	out = digAt(t, in.addr, "+tcp", "+subnet=198.51.100.0/24", "whoami.example.com", "TXT")
+	for _, want := range []string{`"transport=tcp"`, `"ecs=198.51.100.0/24"`, "whoami.example.com. 0 IN TXT"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Errorf("whoami over TCP with ECS lacks %s:\n%s", want, out)
+		}
+	}
+	if out := digAt(t, in.addr, "+short", "whoami.example.com", "A"); strings.TrimSpace(out) != "127.0.0.1" {
+		t.Errorf("whoami A = %q, want 127.0.0.1", out)
+	}
+	// log.queries: 1.0 logs every query with its fields.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(in.logs.String(), `"msg":"query"`) || !strings.Contains(in.logs.String(), `"qname":"whoami.example.com."`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no query log line:\n%s", in.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	in.stop(t)
 }

@@ -114,6 +114,30 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(cfg.Secondary) > 0 {
 		zcfg.ExtraDirs = []string{cfg.SecondaryDir}
 	}
+	srvCfg, err := cfg.serverConfig()
+	if err != nil {
+		return err
+	}
+	// Zone distribution out: a journal of the differences between loaded
+	// versions (IXFR) and NOTIFY when a reload raises a serial.
+	var prim *primary
+	if len(cfg.Transfer) > 0 {
+		side, _ := cfg.parseTransfer() // validated with the config
+		prim = newPrimary(&cfg, side, log.Named("notify"))
+		defer prim.close()
+		zcfg.OnPublish = prim.observe
+		srvCfg.IXFR = prim.journal.IXFR
+	}
+	// Zone distribution in: secondary zones transferred into the state
+	// directory the loader watches.
+	var sec *xfr.Secondary
+	if len(cfg.Secondary) > 0 {
+		if sec, err = xfr.New(cfg.xfrConfig(), log.Named("xfr")); err != nil {
+			return err
+		}
+		srvCfg.Notify = sec.Notify
+		srvCfg.Expired = sec.Expired
+	}
 	loader, err := zone.NewLoader(zcfg, store, log.Named("zone"))
 	if err != nil {
 		return err
@@ -123,10 +147,6 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	_, _ = loader.ReloadServing()
 	snap := store.Load()
 
-	srvCfg, err := cfg.serverConfig()
-	if err != nil {
-		return err
-	}
 	srv, err := server.New(srvCfg, store, log.Named("server"))
 	if err != nil {
 		return err
@@ -163,14 +183,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go func() { defer bgWG.Done(); _ = loader.Run(runCtx) }()
 	// Secondary zones: transferred into the state directory the loader
 	// watches; a new version is published at once through Trigger.
-	var sec *xfr.Secondary
-	if len(cfg.Secondary) > 0 {
-		if sec, err = xfr.New(cfg.xfrConfig(), log.Named("xfr")); err != nil {
-			cancelRun()
-			bgWG.Wait()
-			closeListeners()
-			return err
-		}
+	if sec != nil {
 		sec.OnChange = loader.Trigger
 		bgWG.Add(1)
 		go func() { defer bgWG.Done(); _ = sec.Run(runCtx) }()
