@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // digAt runs dig against an anyns instance and returns its output.
@@ -150,6 +152,26 @@ func TestSystemdNotify(t *testing.T) {
 	in.cmd.Process.Signal(syscall.SIGTERM)
 	if got := read(); got != "STOPPING=1" {
 		t.Errorf("notification on SIGTERM %q, want STOPPING=1", got)
+	}
+	in.stop(t)
+}
+
+// TestWildcardListenerReusePort: the binary on 0.0.0.0 opens one UDP socket
+// per core (SO_REUSEPORT) and still answers from the address each query was
+// sent to, whichever socket the kernel picks.
+func TestWildcardListenerReusePort(t *testing.T) {
+	in := startAnyns(t, "--listen", "0.0.0.0:0", "--zones", shippedZones(t), "--id", "wild")
+	_, port, _ := net.SplitHostPort(in.addr)
+	for _, ip := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"} {
+		for i := 0; i < 20; i++ { // different source ports land on different sockets
+			c := &dns.Client{Timeout: time.Second} // connected UDP: rejects replies from another source
+			m := new(dns.Msg)
+			m.SetQuestion("example.com.", dns.TypeSOA)
+			r, _, err := c.Exchange(m, net.JoinHostPort(ip, port))
+			if err != nil || r.Rcode != dns.RcodeSuccess {
+				t.Fatalf("query to %s (try %d): %v %v", ip, i, r, err)
+			}
+		}
 	}
 	in.stop(t)
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,10 +159,13 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	var wg sync.WaitGroup
-	serveErr := make(chan error, 2*len(ls))
+	serveErr := make(chan error, (runtime.GOMAXPROCS(0)+1)*len(ls))
 	for _, l := range ls {
-		wg.Add(2)
-		go func() { defer wg.Done(); serveErr <- srv.ServeUDP(l.udp) }()
+		for _, pc := range l.udps() {
+			wg.Add(1)
+			go func() { defer wg.Done(); serveErr <- srv.ServeUDP(pc) }()
+		}
+		wg.Add(1)
 		go func() { defer wg.Done(); serveErr <- srv.ServeTCP(l.tcp) }()
 	}
 	closeListeners := func() {
@@ -171,7 +175,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			log.Warn("shutdown did not finish in-flight queries", zap.Error(err))
 		}
 		for _, l := range ls {
-			l.udp.Close()
+			for _, pc := range l.udps() {
+				pc.Close()
+			}
 		}
 		wg.Wait()
 	}
@@ -462,10 +468,16 @@ func unjoin(err error) []error {
 
 // listener is one service address, bound over UDP and TCP on the same port.
 type listener struct {
-	udp  net.PacketConn
+	udp net.PacketConn
+	// more are further UDP sockets on the same address and port
+	// (SO_REUSEPORT): the kernel spreads queries over one socket per core.
+	more []net.PacketConn
 	tcp  net.Listener
 	want netip.AddrPort // the configured address (port 0 before binding)
 }
+
+// udps returns every UDP socket of l.
+func (l listener) udps() []net.PacketConn { return append([]net.PacketConn{l.udp}, l.more...) }
 
 // openListeners binds every address over TCP and UDP. Port 0 binds TCP
 // first and then UDP on the port TCP got, retrying on a collision. On the
@@ -474,12 +486,14 @@ func openListeners(addrs []string, skipUnavailable bool, log *zap.Logger) ([]lis
 	var ls []listener
 	closeAll := func() {
 		for _, l := range ls {
-			l.udp.Close()
+			for _, pc := range l.udps() {
+				pc.Close()
+			}
 			l.tcp.Close()
 		}
 	}
 	for _, a := range addrs {
-		l, err := bindPair(a)
+		l, err := bindPairN(a, runtime.GOMAXPROCS(0))
 		if err != nil {
 			if skipUnavailable && errors.Is(err, syscall.EADDRNOTAVAIL) {
 				log.Warn("skipping unavailable default listener", zap.String("listener", a), zap.Error(err))
@@ -496,7 +510,11 @@ func openListeners(addrs []string, skipUnavailable bool, log *zap.Logger) ([]lis
 	return ls, nil
 }
 
-func bindPair(addr string) (listener, error) {
+func bindPair(addr string) (listener, error) { return bindPairN(addr, 1) }
+
+// bindPairN binds addr over TCP and over n UDP sockets sharing the port
+// (SO_REUSEPORT, one per core, so no one socket's queue is the bottleneck).
+func bindPairN(addr string, n int) (listener, error) {
 	ap, err := parseListen(addr)
 	if err != nil {
 		return listener{}, err
@@ -511,9 +529,9 @@ func bindPair(addr string) (listener, error) {
 		if ap.Port() == 0 {
 			udpAddr = tcp.Addr().String()
 		}
-		udp, err := net.ListenPacket("udp", udpAddr)
+		pcs, err := server.ListenUDP(udpAddr, n)
 		if err == nil {
-			return listener{udp: udp, tcp: tcp, want: ap}, nil
+			return listener{udp: pcs[0], more: pcs[1:], tcp: tcp, want: ap}, nil
 		}
 		tcp.Close()
 		if ap.Port() != 0 || i == attempts-1 {
