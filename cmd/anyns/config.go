@@ -201,6 +201,22 @@ func (c *Config) Validate() error {
 		reported[key] = true
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
+	for i, k := range c.TSIGKeys {
+		if k.SecretFile == "" {
+			continue
+		}
+		key := fmt.Sprintf("tsig_keys[%d].secret_file", i)
+		if k.Secret != "" {
+			bad(key, "set either secret or secret_file, not both")
+			continue
+		}
+		b, err := os.ReadFile(k.SecretFile)
+		if err != nil {
+			bad(key, "%v", err)
+			continue
+		}
+		c.TSIGKeys[i].Secret = strings.TrimSpace(string(b))
+	}
 	if c.Identity == "" {
 		bad("identity", "must not be empty")
 	} else if len(c.Identity) > 255 {

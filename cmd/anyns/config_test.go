@@ -212,3 +212,26 @@ tcp:
 		t.Errorf("udp_size reported %d times:\n%v", n, err)
 	}
 }
+
+func TestTSIGSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := writeFile(t, dir, "xfr.key", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAxMjM0NTY3ODk=\n")
+	f := writeFile(t, dir, "c.yaml", "zones: ../../zones\ntsig_keys:\n  - {name: xfr-key., algorithm: hmac-sha256, secret_file: "+secretFile+"}\ntransfer:\n  - {zone: \"*\", allow: [\"key:xfr-key.\"]}\n")
+	cfg, _, err := parseServeFlags([]string{"--config", f}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cfg.serverConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sc.TSIGKeys["xfr-key."].Secret; got != "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAxMjM0NTY3ODk=" {
+		t.Errorf("secret from file = %q", got)
+	}
+	bad := writeFile(t, dir, "bad.yaml", "zones: ../../zones\ntsig_keys:\n  - {name: k., algorithm: hmac-sha256, secret: abc=, secret_file: /nonexistent}\n  - {name: j., algorithm: hmac-sha256, secret_file: /nonexistent-anyns-key}\n")
+	_, _, err = parseServeFlags([]string{"--config", bad}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "tsig_keys[0].secret_file: set either secret or secret_file, not both") ||
+		!strings.Contains(err.Error(), "tsig_keys[1].secret_file: open /nonexistent-anyns-key") {
+		t.Errorf("secret_file errors: %v", err)
+	}
+}

@@ -48,6 +48,10 @@ type Key struct {
 	Algorithm string `yaml:"algorithm"`
 	// Secret is the key, in base64.
 	Secret string `yaml:"secret"`
+	// SecretFile names a file holding the base64 secret instead (kept out
+	// of the config file, e.g. mode 0600). The binary reads it into Secret
+	// at start; this package uses Secret only.
+	SecretFile string `yaml:"secret_file"`
 }
 
 // Source is one entry of the secondary list: a zone, or a catalog zone
