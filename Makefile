@@ -4,8 +4,10 @@ PKGS := ./...
 
 .PHONY: run build test vet fmt-check deps bench
 
+# The embedded default: ./zones on 127.0.0.1:5300 and [::1]:5300. anyns
+# refuses to run as root unless told; as root (a fresh CI or dev machine) say so.
 run:
-	$(GO) run ./cmd/anyns serve
+	$(GO) run ./cmd/anyns serve $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 build:
 	$(GO) build -o anyns ./cmd/anyns
