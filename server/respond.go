@@ -517,16 +517,7 @@ func (s *Server) finish(q *query, buf []byte, limit, rcode int, cut string) []by
 	if hasOPT {
 		m.Extra = append(m.Extra, &q.opt)
 	}
-	switch rcode {
-	case dns.RcodeFormatError:
-		s.stats.formErr.Add(1)
-	case dns.RcodeNotImplemented:
-		s.stats.notImp.Add(1)
-	case dns.RcodeRefused:
-		s.stats.refused.Add(1)
-	case dns.RcodeServerFailure:
-		s.stats.servFail.Add(1)
-	}
+	s.countRcode(rcode)
 
 	out, err := m.PackBuffer(buf)
 	if err == nil && len(out) <= limit {

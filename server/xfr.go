@@ -402,6 +402,7 @@ func (s *Server) signGeneral(raw []byte, t Transport, buf []byte, st *tsigState,
 	return emit(signed)
 }
 
+// countRcode counts an error response in Stats by its rcode.
 func (s *Server) countRcode(rcode int) {
 	switch rcode {
 	case dns.RcodeFormatError:
