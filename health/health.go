@@ -86,6 +86,11 @@ type Probe struct {
 	Names func() []string
 	// Ready reports whether every zone is loaded; nil means always ready.
 	Ready func() bool
+	// Degraded, if set, returns a reason when the instance should stay
+	// announced but less attractive although its listeners pass (for
+	// example a secondary zone past its SOA expire, with health.expired:
+	// degraded); "" means no. Such rounds count as Degraded rounds.
+	Degraded func() string
 	// QPS returns the current query rate, for busy detection; nil disables
 	// busy detection.
 	QPS func() float64
@@ -295,6 +300,10 @@ func (c *Checker) round(ctx context.Context) {
 	if ctx.Err() != nil {
 		return // shutting down: a cancelled probe says nothing about health
 	}
+	degraded := ""
+	if c.probe.Degraded != nil {
+		degraded = c.probe.Degraded()
+	}
 	loaded := false
 	if c.cfg.BusyQPS > 0 && c.probe.QPS != nil {
 		loaded = c.probe.QPS() > c.cfg.BusyQPS
@@ -312,6 +321,12 @@ func (c *Checker) round(ctx context.Context) {
 			o = observation{kind: fail, reason: "no names to query"}
 		default:
 			o = classify(t, results, loaded)
+			if o.kind == pass && degraded != "" {
+				// Healthy listeners serving something the operator wants
+				// less attractive (an expired secondary zone): keep the
+				// route, with the degraded policy's prepends.
+				o = observation{kind: partial, reason: degraded}
+			}
 		}
 		m := c.machines[i]
 		if m.observe(now, o) {

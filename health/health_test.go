@@ -206,6 +206,7 @@ func TestChecker(t *testing.T) {
 		command int       // exit code of the command after it is up; -1: no command
 		ready   bool
 		qps     float64
+		deg     string // Probe.Degraded's reason after the instance is up
 		want    State
 		reason  string
 	}
@@ -220,15 +221,17 @@ func TestChecker(t *testing.T) {
 		{name: "zones not ready", b: behaviour{nsid: identity}, command: -1, ready: false, want: Down, reason: "zones not ready"},
 		{name: "timeout unloaded is down", b: behaviour{drop: true}, command: -1, ready: true, qps: 10, want: Down, reason: "udp example.com."},
 		{name: "timeout loaded is busy", b: behaviour{drop: true}, command: -1, ready: true, qps: 1e6, want: Degraded, reason: "busy"},
+		{name: "degraded by the probe", b: behaviour{nsid: identity}, command: -1, ready: true, deg: "secondary zone expired", want: Degraded, reason: "secondary zone expired"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startResponder(t, behaviour{nsid: identity})
 			var mu sync.Mutex
-			ready, qps := true, 0.0
+			ready, qps, deg := true, 0.0, ""
 			p := Probe{
-				Ready: func() bool { mu.Lock(); defer mu.Unlock(); return ready },
-				QPS:   func() float64 { mu.Lock(); defer mu.Unlock(); return qps },
+				Ready:    func() bool { mu.Lock(); defer mu.Unlock(); return ready },
+				QPS:      func() float64 { mu.Lock(); defer mu.Unlock(); return qps },
+				Degraded: func() string { mu.Lock(); defer mu.Unlock(); return deg },
 			}
 			cfg := Config{Rise: 1, Fall: 2, Timeout: 100 * time.Millisecond, BusyQPS: 1000}
 			if tc.command >= 0 {
@@ -249,7 +252,7 @@ func TestChecker(t *testing.T) {
 				c.cfg.Command = script(t, tc.command)
 			}
 			mu.Lock()
-			ready, qps = tc.ready, tc.qps
+			ready, qps, deg = tc.ready, tc.qps, tc.deg
 			mu.Unlock()
 			c.round(t.Context())
 			c.round(t.Context())

@@ -263,3 +263,31 @@ func TestStateString(t *testing.T) {
 		}
 	}
 }
+
+// TestDegradedProbe: listeners that pass while Probe.Degraded gives a
+// reason make the prefix Degraded (kept announced), and Up again after.
+func TestDegradedProbe(t *testing.T) {
+	now := time.Unix(0, 0)
+	m := newMachine(2, 2, time.Second, time.Minute, now)
+	feed := func(o observation) {
+		now = now.Add(100 * time.Millisecond)
+		m.observe(now, o)
+	}
+	feed(observation{kind: pass})
+	feed(observation{kind: pass})
+	now = now.Add(2 * time.Second)
+	feed(observation{kind: pass})
+	if m.state != Up {
+		t.Fatalf("state %v, want up", m.state)
+	}
+	feed(observation{kind: partial, reason: "secondary zone expired"})
+	feed(observation{kind: partial, reason: "secondary zone expired"})
+	if m.state != Degraded || m.reason != "secondary zone expired" {
+		t.Fatalf("state %v (%s), want degraded", m.state, m.reason)
+	}
+	feed(observation{kind: pass})
+	feed(observation{kind: pass})
+	if m.state != Up {
+		t.Fatalf("state %v, want up again", m.state)
+	}
+}

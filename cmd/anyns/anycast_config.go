@@ -65,6 +65,10 @@ type HealthConfig struct {
 	// have a version serving (a file that never loaded fails the check).
 	// Default false: ready as soon as one zone serves.
 	RequireAllZones bool `yaml:"require_all_zones"`
+	// Expired says what a secondary zone past its SOA expire does to the
+	// prefixes: "down" (the default) withdraws them, "degraded" keeps them
+	// announced with degraded_prepend extra prepends.
+	Expired string `yaml:"expired"`
 	// DegradedPrepend, when positive, keeps a prefix announced with this
 	// many extra prepends while some but not all of its listeners fail, or
 	// while it is busy.
@@ -89,6 +93,9 @@ type anycast struct {
 	queries []string
 	degPre  int
 	allZone bool
+	// expiredDegrades: an expired secondary zone degrades the prefixes
+	// instead of withdrawing them.
+	expiredDegrades bool
 }
 
 // validateBGP converts and checks the bgp and health sections; bad reports
@@ -210,6 +217,14 @@ func (c *Config) validateBGP(bad func(key, format string, args ...any)) *anycast
 	pass("health.", a.health.Validate())
 	a.queries = h.Queries
 	a.allZone = h.RequireAllZones
+	switch h.Expired {
+	case "", "down":
+		a.expiredDegrades = false
+	case "degraded":
+		a.expiredDegrades = true
+	default:
+		badKey("health.expired", "must be down or degraded, got %q", h.Expired)
+	}
 	if h.DegradedPrepend < 0 || h.DegradedPrepend > announce.MaxPrepend {
 		badKey("health.degraded_prepend", "must be between 0 and %d, got %d", announce.MaxPrepend, h.DegradedPrepend)
 	}

@@ -985,3 +985,20 @@ func anycastFreePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+func TestHealthExpiredConfig(t *testing.T) {
+	for _, tc := range []struct {
+		val     string
+		degrade bool
+		bad     bool
+	}{{"", false, false}, {"down", false, false}, {"degraded", true, false}, {"sometimes", false, true}} {
+		cfg := Config{Listen: []string{"192.0.2.53:53"}, BGP: &BGPConfig{ASN: 65001, RouterID: "192.0.2.1",
+			Neighbors: []NeighborConfig{{Address: "198.51.100.1", ASN: 65000}}, Announce: []PrefixConfig{{Prefix: "192.0.2.53/32"}}},
+			Health: HealthConfig{Expired: tc.val}}
+		var problems []string
+		a := cfg.validateBGP(func(key, format string, args ...any) { problems = append(problems, key) })
+		if tc.bad != (len(problems) == 1 && problems[0] == "health.expired") || a.expiredDegrades != tc.degrade {
+			t.Errorf("health.expired %q: problems %v, degrades %v", tc.val, problems, a.expiredDegrades)
+		}
+	}
+}

@@ -332,8 +332,14 @@ func startAnycast(ctx context.Context, wg *sync.WaitGroup, cfg Config, ls []list
 	hc, err := health.New(a.health, healthTargets(a, bound, ctl.degPre > 0), health.Probe{
 		Identity: cfg.Identity,
 		Names:    names,
-		Ready:    func() bool { return zonesReady(loader, a.allZone) && !anyExpired(sec) },
-		QPS:      newQPSMeter(srv).rate,
+		Ready:    func() bool { return zonesReady(loader, a.allZone) && (a.expiredDegrades || !anyExpired(sec)) },
+		Degraded: func() string {
+			if a.expiredDegrades && anyExpired(sec) {
+				return "secondary zone expired"
+			}
+			return ""
+		},
+		QPS: newQPSMeter(srv).rate,
 	}, ctl.notify, log.Named("health"))
 	if err != nil {
 		return nil, err
