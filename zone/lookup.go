@@ -299,19 +299,27 @@ func fits(name string) bool {
 	return err == nil
 }
 
+// additionalTarget returns the name whose A and AAAA records go in the
+// additional section for rr (RFC 1035 3.3.9, RFC 2782: MX, NS and SRV
+// targets), and whether rr has one.
+func additionalTarget(rr dns.RR) (string, bool) {
+	switch rr := rr.(type) {
+	case *dns.MX:
+		return rr.Mx, true
+	case *dns.NS:
+		return rr.Ns, true
+	case *dns.SRV:
+		return rr.Target, true
+	}
+	return "", false
+}
+
 // additional adds the A and AAAA RRsets of MX, NS and SRV targets in the
 // answer section, when they are authoritative data of a served zone.
 func (s *Snapshot) additional(r *Response) {
 	for i, n := 0, len(r.Answer); i < n; i++ {
-		var target string
-		switch rr := r.Answer[i].(type) {
-		case *dns.MX:
-			target = rr.Mx
-		case *dns.NS:
-			target = rr.Ns
-		case *dns.SRV:
-			target = rr.Target
-		default:
+		target, ok := additionalTarget(r.Answer[i])
+		if !ok {
 			continue
 		}
 		// Only from the zone the record belongs to, as NSD and Knot do:

@@ -327,15 +327,8 @@ func selfContained(z *Zone, n *node, qtype uint16, r *Response) (targets, ok boo
 		if h.Name != n.name || h.Rrtype != qtype {
 			return false, false // a CNAME or DNAME chain
 		}
-		var target string
-		switch rr := rr.(type) {
-		case *dns.MX:
-			target = rr.Mx
-		case *dns.NS:
-			target = rr.Ns
-		case *dns.SRV:
-			target = rr.Target
-		default:
+		target, ok := additionalTarget(rr)
+		if !ok {
 			continue
 		}
 		if !isSubdomain(r.canon(target), z.Origin) {

@@ -69,6 +69,8 @@ type Config struct {
 	// anycast is the converted bgp and health sections, set by Validate
 	// (nil without a bgp section).
 	anycast *anycast
+	// transfer is the parsed transfer section, set by serverConfig.
+	transfer primarySide
 
 	// defaultListen reports whether Listen is the embedded default, on which
 	// an address family the host lacks (no ::1) is skipped, not fatal.
@@ -355,6 +357,7 @@ func (c *Config) serverConfig() (server.Config, error) {
 	side, terrs := c.parseTransfer()
 	errs = append(errs, terrs...)
 	sc.Transfer = side.rules
+	c.transfer = side
 	if err := sc.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -123,8 +123,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// versions (IXFR) and NOTIFY when a reload raises a serial.
 	var prim *primary
 	if len(cfg.Transfer) > 0 {
-		side, _ := cfg.parseTransfer() // validated with the config
-		prim = newPrimary(&cfg, side, log.Named("notify"))
+		prim = newPrimary(&cfg, cfg.transfer, log.Named("notify"))
 		defer prim.close()
 		zcfg.OnPublish = prim.observe
 		srvCfg.IXFR = prim.journal.IXFR
