@@ -2,7 +2,6 @@ package zone
 
 import (
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -45,11 +44,11 @@ func errReason(err error) string {
 	return err.Error()
 }
 
-// parse reads a zone from r; path names it in errors and gives the origin
+// parse reads a zone from data; path names it in errors and gives the origin
 // when the file does not. A zone of more than maxRecords records (0: no
 // limit) is an error. It also returns the files $INCLUDE opened (by real
 // path), also when parsing fails, so a reload can watch them.
-func parse(r io.Reader, path, dir string, maxRecords int) (z *Zone, includes []string, err error) {
+func parse(data []byte, path, dir string, maxRecords int) (z *Zone, includes []string, err error) {
 	if dir == "" {
 		dir = filepath.Dir(path)
 	}
@@ -65,7 +64,7 @@ func parse(r io.Reader, path, dir string, maxRecords int) (z *Zone, includes []s
 
 	t := &tracker{names: map[string]string{parserName: path}}
 	defer func() { includes = t.includes }()
-	top := newLineReader(t, r, path, nil)
+	top := newDataLineReader(t, data, path)
 	t.cur = top
 	ifs := &includeFS{t: t, dir: dir, absDir: absDir}
 	defer ifs.close()

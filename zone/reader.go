@@ -46,9 +46,11 @@ func (t *tracker) fail(e *Error) *Error {
 // entry lines. It is used by one parser goroutine only.
 type lineReader struct {
 	t    *tracker
-	br   *bufio.Reader
-	f    *os.File // nil for the top-level reader
-	file string   // file name for errors
+	br   *bufio.Reader // nil when reading data
+	data []byte        // the whole input, when it is in memory
+	pos  int           // next byte of data
+	f    *os.File      // nil for the top-level reader
+	file string        // file name for errors
 	err  error
 
 	line  int // line of the byte last read
@@ -78,19 +80,46 @@ func newLineReader(t *tracker, r io.Reader, file string, f *os.File) *lineReader
 	return &lineReader{t: t, br: br, f: f, file: file, line: 1, entry: 1}
 }
 
+// newDataLineReader returns a lineReader over data, already in memory (a
+// whole zone file, or a part of one): it reads the bytes in place.
+func newDataLineReader(t *tracker, data []byte, file string) *lineReader {
+	return &lineReader{t: t, data: data, file: file, line: 1, entry: 1}
+}
+
+// special marks the bytes the zone file syntax gives a meaning to; any
+// other byte inside a token is plain content (lineReader.ReadByte).
+var special = [256]bool{'\n': true, ' ': true, '\t': true, '\r': true, ';': true, '(': true, ')': true, '\\': true, '"': true}
+
 // ReadByte implements io.ByteReader.
 func (lr *lineReader) ReadByte() (byte, error) {
 	if lr.err != nil {
 		return 0, lr.err
 	}
-	c, err := lr.br.ReadByte()
-	if err != nil {
-		return 0, err
+	var c byte
+	if lr.br == nil {
+		if lr.pos >= len(lr.data) {
+			return 0, io.EOF
+		}
+		c = lr.data[lr.pos]
+		lr.pos++
+	} else {
+		var err error
+		if c, err = lr.br.ReadByte(); err != nil {
+			return 0, err
+		}
 	}
-	lr.t.cur = lr
+	if lr.t.cur != lr {
+		lr.t.cur = lr
+	}
 	if lr.nl {
 		lr.line++
 		lr.nl = false
+	}
+	// Most bytes continue a token of an entry's RR: nothing to track
+	// (the $GENERATE guard looks at the first token and the first byte
+	// of the owner only).
+	if lr.inTok && !special[c] && !lr.comment && !lr.escape && !lr.quote && !lr.lhsDollar && (lr.tok != 0 || lr.firstN == len(lr.first)) {
+		return c, nil
 	}
 	if err := lr.scan(c); err != nil {
 		lr.err = err

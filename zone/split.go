@@ -158,7 +158,7 @@ func parseData(data []byte, path, dir string, maxRecords, workers int) (*Zone, [
 			return z, nil, nil
 		}
 	}
-	return parse(bytes.NewReader(data), path, dir, maxRecords)
+	return parse(data, path, dir, maxRecords)
 }
 
 // parsedRR is an RR of a later part, with where it was read.
@@ -223,7 +223,7 @@ func parseSplit(data []byte, path, dir string, maxRecords, parts int) (*Zone, bo
 // parsed without error.
 func parsePart(src []byte, path string, firstLine int, add func(dns.RR, int)) bool {
 	t := &tracker{names: map[string]string{}}
-	lr := newLineReader(t, bytes.NewReader(src), path, nil)
+	lr := newDataLineReader(t, src, path)
 	lr.line, lr.entry = firstLine, firstLine
 	t.cur = lr
 	zp := dns.NewZoneParser(lr, originFromFileName(path), path)
