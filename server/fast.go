@@ -13,8 +13,9 @@ import (
 // dns.Msg and without allocating:
 //
 //   - a hit on an (owner, type) with a precomputed response
-//     (zone.Snapshot.Precomputed) is a copy of it with ID, RD and the
-//     question's bytes taken from the query, plus our OPT RR;
+//     (zone.Snapshot.Precomputed, stored without its question) is a copy
+//     of its header, the query's question bytes, a copy of the rest, and
+//     our OPT RR, with ID and RD taken from the query;
 //   - NXDOMAIN, NODATA and referrals are looked up with Snapshot.Lookup and
 //     packed with miekg/dns (PackDomainName, PackRR) into the caller's
 //     buffer, with a reused compression map and per-query copies of the
@@ -250,20 +251,7 @@ func (s *Server) respondFast(q *query, req, buf []byte, t Transport) ([]byte, bo
 	}
 	snap := s.store.Load()
 	if w := snap.Precomputed(fq.name, fq.qtype); w != nil {
-		n := len(w) + len(opt)
-		if n > fq.limit || n > len(buf) || len(w) < fq.qEnd {
-			return nil, false
-		}
-		out := buf[:n]
-		copy(out, w)
-		copy(out[len(w):], opt)
-		out[2] |= req[2] & (flagRD >> 8)
-		copy(out[headerLen:fq.qEnd], req[headerLen:fq.qEnd])
-		if opt != nil {
-			binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
-		}
-		copy(out, req[:2])
-		return out, true
+		return precomputedAnswer(w, req, buf, fq.qEnd, fq.limit, opt)
 	}
 
 	zr := &q.zr
@@ -321,6 +309,31 @@ func (s *Server) respondFast(q *query, req, buf []byte, t Transport) ([]byte, bo
 	binary.BigEndian.PutUint16(buf[8:], uint16(len(zr.Ns)))
 	binary.BigEndian.PutUint16(buf[10:], uint16(arcount))
 	return buf[:off], true
+}
+
+// precomputedAnswer writes the response to req from w, a precomputed
+// message without its question (zone.Snapshot.Precomputed), into buf: w's
+// header, req's question (up to qEnd; the very length of the one w was
+// packed with), the rest of w, and opt (our OPT RR, or nil), with the ID
+// and RD of req. It reports false when the response would exceed limit or
+// buf.
+func precomputedAnswer(w, req, buf []byte, qEnd, limit int, opt []byte) ([]byte, bool) {
+	n := len(w) + qEnd - headerLen + len(opt)
+	if n > limit || n > len(buf) || len(w) < headerLen {
+		return nil, false
+	}
+	out := buf[:n]
+	hdr := (*[headerLen]byte)(out)
+	*hdr = [headerLen]byte(w)
+	off := headerLen + copy(out[headerLen:], req[headerLen:qEnd])
+	off += copy(out[off:], w[headerLen:])
+	copy(out[off:], opt)
+	hdr[0], hdr[1] = req[0], req[1] // ID
+	hdr[2] |= req[2] & (flagRD >> 8)
+	if opt != nil {
+		binary.BigEndian.PutUint16(hdr[10:], binary.BigEndian.Uint16(hdr[10:])+1)
+	}
+	return out, true
 }
 
 // packCopy packs a copy of the stored rr (so that PackRR's write of

@@ -10,13 +10,17 @@ import (
 
 // Precomputed wire-format responses.
 //
-// Every (owner, type) that has an RRset gets the complete response message
-// the server would send for it, packed once (compression included) with ID
-// 0, RD clear, no OPT RR, and the question in canonical (lower-case) form.
-// The server copies it, patches ID, RD and the question's case, and appends
-// its OPT RR: nothing else in the message depends on the query, because
-// every name in it that compresses against the question points into the
-// question, whose bytes the server copies from the query verbatim.
+// Every (owner, type) that has an RRset gets the response message the
+// server would send for it, packed once (compression included) with ID 0,
+// RD clear, no OPT RR, and the question in canonical (lower-case) form;
+// the question section is then cut out, as the query holds it: what is
+// stored is the 12-byte header followed by the answer, authority and
+// additional sections. The server writes the header, the query's question
+// bytes verbatim, the rest of the message, and its OPT RR, then patches ID
+// and RD: nothing else in the message depends on the query. The query's
+// question has the very length of the one packed (the same name, in any
+// case, without compression), so every name that compresses against the
+// question points into it at the offsets it had when packed.
 //
 // Only self-contained answers are stored: those whose Lookup, in a snapshot
 // holding this zone alone, consulted no name outside the zone. Answers whose
@@ -35,6 +39,8 @@ import (
 // packs), in parallel over disjoint parts of the zone.
 
 const (
+	// headerLen is the length of a DNS message header.
+	headerLen = 12
 	// wireChunk is the size of one arena chunk of precomputed messages.
 	wireChunk = 1 << 20
 	// wireTargets marks, in wireLoc.off, an answer whose additional
@@ -243,7 +249,8 @@ func (p *packer) node(snap *Snapshot, z *Zone, n *node, loc []wireLoc, a *wireAr
 }
 
 // pack packs the response r to qname/qtype as Msg.PackBuffer would with
-// Compress set (ID 0, RD clear), into p.buf.
+// Compress set (ID 0, RD clear), into p.buf, and returns it without its
+// question section.
 func (p *packer) pack(qname string, qtype uint16, r *Response) ([]byte, bool) {
 	clear(p.cm)
 	buf := p.buf
@@ -257,13 +264,14 @@ func (p *packer) pack(qname string, qtype uint16, r *Response) ([]byte, bool) {
 	binary.BigEndian.PutUint16(buf[6:], uint16(len(r.Answer)))
 	binary.BigEndian.PutUint16(buf[8:], uint16(len(r.Ns)))
 	binary.BigEndian.PutUint16(buf[10:], uint16(len(r.Extra)))
-	off, err := dns.PackDomainName(qname, buf, 12, p.cm, true)
+	off, err := dns.PackDomainName(qname, buf, headerLen, p.cm, true)
 	if err != nil || off+4 > len(buf) {
 		return nil, false
 	}
 	binary.BigEndian.PutUint16(buf[off:], qtype)
 	binary.BigEndian.PutUint16(buf[off+2:], dns.ClassINET)
 	off += 4
+	qEnd := off
 	for _, sec := range [...][]dns.RR{r.Answer, r.Ns, r.Extra} {
 		for _, rr := range sec {
 			if off, err = dns.PackRR(p.scratch(rr), buf, off, p.cm, true); err != nil {
@@ -274,7 +282,9 @@ func (p *packer) pack(qname string, qtype uint16, r *Response) ([]byte, bool) {
 	if off == 0 || off > dns.MaxMsgSize {
 		return nil, false
 	}
-	return buf[:off], true
+	// Cut out the question (see the top of wire.go).
+	n := copy(buf[headerLen:], buf[qEnd:off])
+	return buf[:headerLen+n], true
 }
 
 // scratch returns a copy of the stored rr that dns.PackRR may write
@@ -340,11 +350,16 @@ func selfContained(z *Zone, n *node, qtype uint16, r *Response) (targets, ok boo
 }
 
 // Precomputed returns the precomputed response message for qname/qtype
-// (class IN), or nil when there is none valid in s: the caller then answers
-// through Lookup. qname must be canonical (lower case, fully qualified,
-// escaped as miekg/dns unpacks names). The message has ID 0, RD clear, no
-// OPT RR and the question in canonical form; it is shared and read-only:
-// callers copy it and must not modify it. Precomputed does not allocate.
+// (class IN) without its question section, or nil when there is none
+// valid in s: the caller then answers through Lookup. qname must be
+// canonical (lower case, fully qualified, escaped as miekg/dns unpacks
+// names). The message has ID 0, RD clear, no OPT RR, and QDCOUNT 1; it is
+// the 12-byte header followed by the answer, authority and additional
+// sections, whose compression pointers assume the question (qname in wire
+// form without compression, qtype, class IN) sits at offset 12 between
+// them: the caller writes the header, the query's question and the rest
+// (see the top of wire.go). It is shared and read-only: callers copy it
+// and must not modify it. Precomputed does not allocate.
 func (s *Snapshot) Precomputed(qname string, qtype uint16) []byte {
 	z := s.find(qname)
 	if z == nil || z.pre == nil {
