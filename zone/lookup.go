@@ -170,7 +170,7 @@ func (z *Zone) answer(name string, qtype uint16, r *Response) (string, bool) {
 		z.referral(stop, r)
 		return "", false
 	case stop != nil:
-		return dname(stop, name, r)
+		return z.dname(stop, name, r)
 	case ceOff == 0:
 		return z.node(ce, name, qtype, false, r)
 	}
@@ -195,29 +195,31 @@ func (z *Zone) answer(name string, qtype uint16, r *Response) (string, bool) {
 // matches it.
 func (z *Zone) node(n *node, name string, qtype uint16, wild bool, r *Response) (string, bool) {
 	owner := ""
-	if wild && (!n.empty() || qtype == dns.TypeANY) && (qtype == dns.TypeANY || n.rrset(qtype) != nil || n.flags&flagCNAME != 0) {
-		// Synthesized RRs are renamed copies; a wildcard NODATA copies
+	if wild && (!n.empty() || qtype == dns.TypeANY) && (qtype == dns.TypeANY || n.set(qtype) != nil || n.flags&flagCNAME != 0) {
+		// Synthesized RRs are named qname; a wildcard NODATA names
 		// nothing (and allocates nothing).
 		owner = strings.Clone(name)
 	}
 	if qtype == dns.TypeANY && !n.empty() {
-		for _, set := range n.sets {
-			r.Answer = appendRRs(r.Answer, set.rrs, owner)
+		for i := range n.sets {
+			r.Answer = z.appendSet(r.Answer, n, &n.sets[i], owner)
 		}
 		r.Result = Success
 		return "", false
 	}
-	if rrs := n.rrset(qtype); rrs != nil {
-		r.Answer = appendRRs(r.Answer, rrs, owner)
+	if set := n.set(qtype); set != nil {
+		r.Answer = z.appendSet(r.Answer, n, set, owner)
 		r.Result = Success
 		return "", false
 	}
 	if n.flags&flagCNAME != 0 {
-		rrs := n.rrset(dns.TypeCNAME)
-		r.Answer = appendRRs(r.Answer, rrs, owner)
+		k := len(r.Answer)
+		r.Answer = z.appendSet(r.Answer, n, n.set(dns.TypeCNAME), owner)
 		r.Result = Success
-		if c, ok := rrs[0].(*dns.CNAME); ok {
-			return c.Target, true
+		if len(r.Answer) > k {
+			if c, ok := r.Answer[k].(*dns.CNAME); ok {
+				return c.Target, true
+			}
 		}
 		return "", false
 	}
@@ -226,27 +228,16 @@ func (z *Zone) node(n *node, name string, qtype uint16, wild bool, r *Response) 
 	return "", false
 }
 
-// appendRRs appends rrs to dst; with an owner (wildcard synthesis) it
-// appends renamed copies instead of the stored RRs.
-func appendRRs(dst, rrs []dns.RR, owner string) []dns.RR {
-	if owner == "" {
-		return append(dst, rrs...)
-	}
-	for _, rr := range rrs {
-		c := dns.Copy(rr)
-		c.Header().Name = owner
-		dst = append(dst, c)
-	}
-	return dst
-}
-
 // referral answers with the delegation at cut: its NS RRset and in-domain
 // glue (addresses of NS targets at or below the cut; RFC 9471).
+//
+// Both are stored as objects (see records.go): a referral does not
+// allocate.
 func (z *Zone) referral(cut *node, r *Response) {
-	ns := cut.rrset(dns.TypeNS)
-	r.Ns = append(r.Ns, ns...)
+	k := len(r.Ns)
+	r.Ns = z.appendType(r.Ns, cut, dns.TypeNS)
 	r.Result = Delegation
-	for _, rr := range ns {
+	for _, rr := range r.Ns[k:] {
 		n, ok := rr.(*dns.NS)
 		if !ok {
 			continue
@@ -256,8 +247,8 @@ func (z *Zone) referral(cut *node, r *Response) {
 			continue
 		}
 		if g := z.nodes[t]; g != nil {
-			r.Extra = append(r.Extra, g.rrset(dns.TypeA)...)
-			r.Extra = append(r.Extra, g.rrset(dns.TypeAAAA)...)
+			r.Extra = z.appendType(r.Extra, g, dns.TypeA)
+			r.Extra = z.appendType(r.Extra, g, dns.TypeAAAA)
 		}
 	}
 }
@@ -265,12 +256,18 @@ func (z *Zone) referral(cut *node, r *Response) {
 // dname answers name, which is below the DNAME at n (RFC 6672 section 3.2):
 // the DNAME, then a CNAME from name to the substituted name with the
 // DNAME's TTL, which the caller follows.
-func dname(n *node, name string, r *Response) (string, bool) {
-	d, ok := n.rrset(dns.TypeDNAME)[0].(*dns.DNAME)
-	if !ok {
+func (z *Zone) dname(n *node, name string, r *Response) (string, bool) {
+	k := len(r.Answer)
+	r.Answer = z.appendType(r.Answer, n, dns.TypeDNAME)
+	var d *dns.DNAME
+	if len(r.Answer) > k {
+		d, _ = r.Answer[k].(*dns.DNAME)
+	}
+	if d == nil {
+		clear(r.Answer[k:])
+		r.Answer = r.Answer[:k]
 		return "", false
 	}
-	r.Answer = append(r.Answer, d)
 	prefix := name // the labels of name above the DNAME owner, with a dot
 	if n.name != "." {
 		prefix = name[:len(name)-len(n.name)]
@@ -339,8 +336,8 @@ func (s *Snapshot) additional(r *Response) {
 		if inExtra(r.Extra, n.name) {
 			continue
 		}
-		r.Extra = append(r.Extra, n.rrset(dns.TypeA)...)
-		r.Extra = append(r.Extra, n.rrset(dns.TypeAAAA)...)
+		r.Extra = z.appendType(r.Extra, n, dns.TypeA)
+		r.Extra = z.appendType(r.Extra, n, dns.TypeAAAA)
 	}
 }
 

@@ -1,6 +1,9 @@
 package zone
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
 	"slices"
 	"strings"
 
@@ -11,19 +14,21 @@ import (
 // section 2.2): the SOA first, then the other records of the apex, then
 // the other owners in DNS canonical order (RFC 4034 section 6.1), each
 // owner's RRsets in the order they were loaded. The SOA is not repeated at
-// the end. The slice is new on each call, but the RRs are the stored,
+// the end. The slice is new on each call, and so are most RRs (unpacked
+// from the zone's wire data), but the SOA and some others are the stored,
 // shared ones: callers must not modify them (copy one with dns.Copy
-// first). Records is safe from any goroutine; it allocates a slice of
-// Zone.Records entries and sorts the owner names.
+// first). AllRecords is safe from any goroutine; it allocates a slice of
+// Zone.Records entries and an RR for most of them, and sorts the owner
+// names.
 func (z *Zone) AllRecords() []dns.RR {
 	out := make([]dns.RR, 0, z.Records+1)
 	out = append(out, z.soa)
 	if z.apex != nil {
-		for _, set := range z.apex.sets {
-			if set.typ == dns.TypeSOA {
+		for i := range z.apex.sets {
+			if z.apex.sets[i].typ == dns.TypeSOA {
 				continue
 			}
-			out = append(out, set.rrs...)
+			out = z.appendSet(out, z.apex, &z.apex.sets[i], "")
 		}
 	}
 	names := make([]*node, 0, len(z.nodes))
@@ -34,8 +39,8 @@ func (z *Zone) AllRecords() []dns.RR {
 	}
 	slices.SortFunc(names, func(a, b *node) int { return compareCanonical(a.name, b.name) })
 	for _, n := range names {
-		for _, set := range n.sets {
-			out = append(out, set.rrs...)
+		for i := range n.sets {
+			out = z.appendSet(out, n, &n.sets[i], "")
 		}
 	}
 	return out
@@ -75,4 +80,137 @@ func prevLabel(name string, end int) (int, bool) {
 	}
 	i, _ := dns.PrevLabel(name[:end], 1)
 	return i, true
+}
+
+// Resource record storage.
+//
+// The RRs of a zone are kept in wire form, in one byte array per zone
+// (Zone.rrData), with no Go object per RR: for each RR its TTL (4 bytes),
+// RDLENGTH (2) and RDATA, as dns.PackRR packs them without compression. The
+// owner is the node's name, the type the set's, the class IN (the builder
+// takes no other). A set's RRs are contiguous, in the order they were
+// loaded; the set holds their offset and count. Where a dns.RR is needed
+// it is unpacked with dns.UnpackRRWithHeader (Zone.appendSet): a new RR
+// on each call.
+//
+// Some sets are kept as dns.RR objects (Zone.objs) instead:
+//   - the NS RRsets of zone cuts and the A and AAAA RRsets of their NS
+//     targets at or below the cut: what a referral sends. The server
+//     answers referrals on its fast path through Lookup, which must not
+//     allocate;
+//   - a set with an RR that miekg/dns does not pack (the parser accepts
+//     some it cannot, such as a DNSKEY whose key is not base64) or, for
+//     the less common types, does not unpack again: it is served as it
+//     was parsed, as before.
+
+// rrHeaderLen is the length of a stored RR's TTL and RDLENGTH.
+const rrHeaderLen = 6
+
+// set returns the node's RRset of type t, or nil.
+func (n *node) set(t uint16) *rrset {
+	for i := range n.sets {
+		if n.sets[i].typ == t {
+			return &n.sets[i]
+		}
+	}
+	return nil
+}
+
+// appendSet appends the RRs of set, an RRset of node n, to dst: new RRs
+// unpacked from the zone's data, or the stored objects. With an owner
+// (wildcard synthesis) the RRs are named owner (objects are copied first).
+func (z *Zone) appendSet(dst []dns.RR, n *node, set *rrset, owner string) []dns.RR {
+	if set.obj {
+		objs := z.objs[set.off : set.off+set.n]
+		if owner == "" {
+			return append(dst, objs...)
+		}
+		for _, rr := range objs {
+			c := dns.Copy(rr)
+			c.Header().Name = owner
+			dst = append(dst, c)
+		}
+		return dst
+	}
+	if owner == "" {
+		owner = n.name
+	}
+	data := z.rrData[set.off:]
+	for range set.n {
+		rr, rest, err := unpackStored(data, owner, set.typ)
+		if err != nil {
+			// The builder stores only RRs that unpack (see packStored).
+			panic("zone: stored " + dns.TypeToString[set.typ] + " record of " + n.name + " does not unpack: " + err.Error())
+		}
+		dst = append(dst, rr)
+		data = rest
+	}
+	return dst
+}
+
+// appendType appends the RRs of n's RRset of type t, if any, to dst.
+func (z *Zone) appendType(dst []dns.RR, n *node, t uint16) []dns.RR {
+	if set := n.set(t); set != nil {
+		return z.appendSet(dst, n, set, "")
+	}
+	return dst
+}
+
+// unpackStored unpacks the stored RR at the start of data (TTL, RDLENGTH,
+// RDATA) with owner and type typ, and returns the data after it.
+func unpackStored(data []byte, owner string, typ uint16) (dns.RR, []byte, error) {
+	if len(data) < rrHeaderLen {
+		return nil, nil, errShortRR
+	}
+	ttl := binary.BigEndian.Uint32(data)
+	rdlen := int(binary.BigEndian.Uint16(data[4:]))
+	end := rrHeaderLen + rdlen
+	if len(data) < end {
+		return nil, nil, errShortRR
+	}
+	h := dns.RR_Header{Name: owner, Rrtype: typ, Class: dns.ClassINET, Ttl: ttl, Rdlength: uint16(rdlen)}
+	rr, _, err := dns.UnpackRRWithHeader(h, data[rrHeaderLen:end:end], 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rr, data[end:], nil
+}
+
+var errShortRR = errors.New("stored record is cut short")
+
+// packStored packs rr (owner and type aside) the way the zone stores it,
+// into buf (at least dns.MaxMsgSize bytes), and returns the packed bytes
+// (TTL, RDLENGTH, RDATA; a slice of buf), or false when miekg/dns does not
+// pack it or, for a type outside the common ones, does not unpack what it
+// packed into an RR that packs the same. rr's owner name is left as it
+// was; its Rdlength is set.
+func packStored(rr dns.RR, buf []byte) ([]byte, bool) {
+	h := rr.Header()
+	name := h.Name
+	// The root name packs to one byte: the type, class, TTL and RDLENGTH
+	// follow it at known offsets.
+	h.Name = "."
+	end, err := dns.PackRR(rr, buf, 0, nil, false)
+	h.Name = name
+	const ttlOff = 1 + 2 + 2 // root, type, class
+	if err != nil || end < ttlOff+rrHeaderLen {
+		return nil, false
+	}
+	rec := buf[ttlOff:end]
+	switch h.Rrtype {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeNS, dns.TypeCNAME, dns.TypeMX, dns.TypeTXT,
+		dns.TypePTR, dns.TypeSRV, dns.TypeSOA, dns.TypeCAA, dns.TypeDS:
+	default:
+		// Unpacked and packed again, it must give the same bytes (after
+		// rec in buf, if they fit).
+		u, _, err := unpackStored(rec, ".", h.Rrtype)
+		if err != nil {
+			return nil, false
+		}
+		end2, err := dns.PackRR(u, buf, end, nil, false)
+		if err != nil || !bytes.Equal(buf[end+ttlOff:end2], rec) {
+			return nil, false
+		}
+	}
+	return rec, true
 }

@@ -15,8 +15,8 @@ func dumpZone(z *Zone) []string {
 	out := []string{"origin " + z.Origin, "records " + strconv.Itoa(z.Records), "serial " + strconv.FormatUint(uint64(z.Serial), 10)}
 	for name, n := range z.nodes {
 		out = append(out, "node "+name+" flags "+strconv.Itoa(int(n.flags)))
-		for _, set := range n.sets {
-			for _, rr := range set.rrs {
+		for i := range n.sets {
+			for _, rr := range z.appendSet(nil, n, &n.sets[i], "") {
 				out = append(out, rr.String())
 			}
 		}

@@ -2,6 +2,7 @@ package zone
 
 import (
 	"encoding/binary"
+	"net"
 	"runtime"
 	"sync"
 
@@ -35,8 +36,11 @@ import (
 // never written. Building them is the packing miekg/dns's Msg.PackBuffer
 // does (header, question, then dns.PackRR of each RR against one
 // compression map), done with a reused buffer and compression map and with
-// scratch copies of the stored RRs (PackRR writes Rdlength into the RR it
-// packs), in parallel over disjoint parts of the zone.
+// scratch copies of the RRs (PackRR writes Rdlength into the RR it packs),
+// in parallel over disjoint parts of the zone. The RRs are unpacked from
+// the zone's wire data (records.go), the A and AAAA RRs of an answer into
+// reused RRs (packer.appendAnswer), so that the bulk of a large zone is
+// precomputed without allocating an RR each.
 
 const (
 	// headerLen is the length of a DNS message header.
@@ -60,7 +64,7 @@ const (
 // wireSet is the precomputed messages of a zone.
 type wireSet struct {
 	chunks [][]byte  // arena: each chunk holds whole messages
-	loc    []wireLoc // by rrset.wi
+	loc    []wireLoc // by index in Zone.sets
 }
 
 // wireLoc locates one message: off is chunk*wireChunk + offset in the
@@ -90,9 +94,10 @@ func (a *wireArena) add(msg []byte) (uint32, bool) {
 	return uint32(i*wireChunk + off), true
 }
 
-// wireOf returns the precomputed message of set, or nil.
-func (w *wireSet) wireOf(set *rrset) []byte {
-	l := w.loc[set.wi]
+// wireOf returns the precomputed message of the set at index i of
+// Zone.sets, or nil.
+func (w *wireSet) wireOf(i uint32) []byte {
+	l := w.loc[i]
 	if l.n == 0 {
 		return nil
 	}
@@ -128,7 +133,7 @@ func (z *Zone) precompute(workers int) *Zone {
 // its nodes: each worker writes only the loc entries of its own nodes'
 // sets, into an arena of its own; the arenas are joined at the end.
 func (z *Zone) buildWire(workers int) *wireSet {
-	w := &wireSet{loc: make([]wireLoc, z.sets)}
+	w := &wireSet{loc: make([]wireLoc, len(z.sets))}
 	nodes := make([]*node, 0, len(z.nodes))
 	for _, n := range z.nodes {
 		if len(n.sets) > 0 {
@@ -138,7 +143,7 @@ func (z *Zone) buildWire(workers int) *wireSet {
 			}
 		}
 	}
-	workers = max(1, min(workers, z.sets/precomputeMin))
+	workers = max(1, min(workers, len(z.sets)/precomputeMin))
 	arenas := make([]wireArena, workers)
 	parts := make([][]*node, workers)
 	for i := range parts {
@@ -164,8 +169,8 @@ func (z *Zone) buildWire(workers int) *wireSet {
 		if base > 0 {
 			shift := uint32(base * wireChunk)
 			for _, n := range parts[i] {
-				for _, set := range n.sets {
-					if l := &w.loc[set.wi]; l.n != 0 {
+				for j := range n.sets {
+					if l := &w.loc[n.first+uint32(j)]; l.n != 0 {
 						l.off += shift
 					}
 				}
@@ -178,7 +183,7 @@ func (z *Zone) buildWire(workers int) *wireSet {
 	}
 	if len(w.chunks) >= wireTargets/wireChunk {
 		// More than 2 GiB of answers: offsets overflow; serve without.
-		return &wireSet{loc: make([]wireLoc, z.sets)}
+		return &wireSet{loc: make([]wireLoc, len(z.sets))}
 	}
 	return w
 }
@@ -198,6 +203,10 @@ type packer struct {
 	soa   dns.SOA
 	srv   dns.SRV
 	ptr   dns.PTR
+	// Reused RRs for the stored A and AAAA RRs of an answer (see
+	// appendAnswer).
+	as    []*dns.A
+	aaaas []*dns.AAAA
 }
 
 func newPacker() *packer {
@@ -218,7 +227,7 @@ func (p *packer) node(snap *Snapshot, z *Zone, n *node, loc []wireLoc, a *wireAr
 		}
 		if direct {
 			r.Reset()
-			r.Answer = append(r.Answer, set.rrs...)
+			r.Answer = p.appendAnswer(z, n, set, r.Answer)
 			r.Result = Success
 			r.Zone = z
 			switch set.typ {
@@ -243,9 +252,46 @@ func (p *packer) node(snap *Snapshot, z *Zone, n *node, loc []wireLoc, a *wireAr
 		if targets {
 			off |= wireTargets
 		}
-		loc[set.wi] = wireLoc{off: off, n: uint16(len(msg))}
+		loc[n.first+uint32(i)] = wireLoc{off: off, n: uint16(len(msg))}
 	}
 	r.Reset()
+}
+
+// appendAnswer appends the RRs of set, a set of n, to dst, as
+// z.appendSet does, but for the A and AAAA RRs in wire form (most of a
+// large zone) without allocating: they are RRs of p, reused on the next
+// call, whose address is a slice of the stored RDATA (an A or AAAA RDATA is
+// the address; the packer only reads it).
+func (p *packer) appendAnswer(z *Zone, n *node, set *rrset, dst []dns.RR) []dns.RR {
+	if set.obj || (set.typ != dns.TypeA && set.typ != dns.TypeAAAA) {
+		return z.appendSet(dst, n, set, "")
+	}
+	k := len(dst)
+	data := z.rrData[set.off:]
+	for i := range int(set.n) {
+		ttl := binary.BigEndian.Uint32(data)
+		rdlen := int(binary.BigEndian.Uint16(data[4:]))
+		addr := net.IP(data[rrHeaderLen : rrHeaderLen+rdlen : rrHeaderLen+rdlen])
+		data = data[rrHeaderLen+rdlen:]
+		h := dns.RR_Header{Name: n.name, Rrtype: set.typ, Class: dns.ClassINET, Ttl: ttl, Rdlength: uint16(rdlen)}
+		switch {
+		case set.typ == dns.TypeA && rdlen == net.IPv4len:
+			if i == len(p.as) {
+				p.as = append(p.as, new(dns.A))
+			}
+			*p.as[i] = dns.A{Hdr: h, A: addr}
+			dst = append(dst, p.as[i])
+		case set.typ == dns.TypeAAAA && rdlen == net.IPv6len:
+			if i == len(p.aaaas) {
+				p.aaaas = append(p.aaaas, new(dns.AAAA))
+			}
+			*p.aaaas[i] = dns.AAAA{Hdr: h, AAAA: addr}
+			dst = append(dst, p.aaaas[i])
+		default:
+			return z.appendSet(dst[:k], n, set, "")
+		}
+	}
+	return dst
 }
 
 // pack packs the response r to qname/qtype as Msg.PackBuffer would with
@@ -373,14 +419,14 @@ func (s *Snapshot) Precomputed(qname string, qtype uint16) []byte {
 		return nil
 	}
 	for i := range n.sets {
-		set := &n.sets[i]
-		if set.typ != qtype {
+		if n.sets[i].typ != qtype {
 			continue
 		}
-		if z.pre.loc[set.wi].off&wireTargets != 0 && s.nested[z] {
+		wi := n.first + uint32(i)
+		if z.pre.loc[wi].off&wireTargets != 0 && s.nested[z] {
 			return nil
 		}
-		return z.pre.wireOf(set)
+		return z.pre.wireOf(wi)
 	}
 	return nil
 }

@@ -77,7 +77,7 @@ func checkPrecomputed(t *testing.T, s *Snapshot, name string, qtype uint16) bool
 	return true
 }
 
-func mustSnapshot(t *testing.T, zs ...*Zone) *Snapshot {
+func mustSnapshot(t testing.TB, zs ...*Zone) *Snapshot {
 	t.Helper()
 	s, err := NewSnapshot(zs...)
 	if err != nil {

@@ -1,6 +1,8 @@
 package zone
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"runtime"
 	"slices"
@@ -23,7 +25,12 @@ type Zone struct {
 	neg   dns.RR // SOA for negative answers, TTL = min(SOA TTL, MINIMUM)
 	apex  *node
 	nodes map[string]*node // by canonical owner, empty non-terminals included
-	sets  int              // number of RRsets; rrset.wi counts them
+	// sets holds every RRset, each node's contiguous (node.sets is a
+	// clipped slice of it); a set's index in it is its entry in
+	// wireSet.loc. rrData and objs hold the RRs (see records.go).
+	sets   []rrset
+	rrData []byte
+	objs   []dns.RR
 	// pre holds the precomputed messages (see wire.go); nil until they
 	// are built. A Zone with them is a copy of the Zone without them,
 	// sharing everything else (Precompute).
@@ -38,11 +45,12 @@ func (z *Zone) SOA() *dns.SOA { return z.soa }
 // (RFC 2308 section 3). Callers must not modify it.
 func (z *Zone) NegativeSOA() dns.RR { return z.neg }
 
-// node is one owner name. Each RRset is stored once, as a clipped slice, so
-// that a later stage can precompute the wire form of each (name, type).
+// node is one owner name. Each RRset is stored once, so that a later
+// stage can precompute the wire form of each (name, type).
 type node struct {
-	name  string // canonical owner, shared by the RRs' headers
-	sets  []rrset
+	name  string  // canonical owner, shared by the RRs' headers
+	sets  []rrset // clipped slice of Zone.sets
+	first uint32  // index of sets[0] in Zone.sets
 	flags uint8
 }
 
@@ -52,20 +60,15 @@ const (
 	flagDNAME                   // has a DNAME
 )
 
+// rrset is one RRset of a node (see records.go): n RRs at offset off of
+// Zone.rrData, or, with obj, at index off of Zone.objs. While the zone is
+// built, off is the position of the last RR in the builder's arena (or
+// the index of the set's list in builder.objs).
 type rrset struct {
-	rrs []dns.RR // clipped
+	off uint32
+	n   uint32
 	typ uint16
-	wi  uint32 // index of the set in the zone: its entry in wireSet.loc
-}
-
-// rrset returns the node's RRs of type t, or nil.
-func (n *node) rrset(t uint16) []dns.RR {
-	for i := range n.sets {
-		if n.sets[i].typ == t {
-			return n.sets[i].rrs
-		}
-	}
-	return nil
+	obj bool
 }
 
 func (n *node) empty() bool { return len(n.sets) == 0 }
@@ -78,11 +81,15 @@ func dnssecType(t uint16) bool { return t == dns.TypeRRSIG || t == dns.TypeNSEC 
 // rather than by comparing with every member.
 const bigSet = 16
 
+// setKey names the set of a map of bigSet RDATA; wire: its keys are
+// packed RDATA, else presentation form.
 type setKey struct {
 	owner string
 	typ   uint16
+	wire  bool
 }
 
+// pendingRR is an RR read before the SOA.
 type pendingRR struct {
 	rr   dns.RR
 	file string
@@ -103,12 +110,23 @@ type builder struct {
 	// records together), lastParent the parent of the last new node.
 	last, lastParent *node
 	// Slabs for the many small objects of a large zone: nodes, and the
-	// first RRset of a node and first RR of a set (later ones are
-	// appended on the heap). finish copies sets and RRs into exact,
-	// contiguous arrays, so the slabs of those become garbage.
-	nodeSlab []node
-	setSlab  []rrset
-	rrSlab   []dns.RR
+	// first RRset of a node (later ones are appended on the heap).
+	// finish copies the sets into one exact array, so the set slabs
+	// become garbage. fullSlabs are the node slabs before nodeSlab: with
+	// it and the apex, every node in the order it was made.
+	nodeSlab  []node
+	fullSlabs [][]node
+	setSlab   []rrset
+
+	// The RRs, until finish copies them into the zone's: packed in arena
+	// (see buildArena), or as objects in objs, one list per object set.
+	arena     buildArena
+	objs      [][]dns.RR
+	nsets     int      // RRsets
+	wireBytes int      // bytes of the packed RRs of non-object sets
+	cuts      []*node  // nodes with flagCut
+	buf       []byte   // packStored's buffer
+	chain     []uint32 // finish's list of a set's arena positions
 }
 
 // slabSize is the number of elements of one builder slab.
@@ -176,8 +194,12 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 	h.Name = n.name
 	t := h.Rrtype
 
+	if b.buf == nil {
+		b.buf = make([]byte, dns.MaxMsgSize)
+	}
+	rec, packed := packStored(rr, b.buf)
 	i := slices.IndexFunc(n.sets, func(s rrset) bool { return s.typ == t })
-	if i >= 0 && b.duplicate(n, i, rr) {
+	if i >= 0 && b.duplicate(n, i, rr, rec, packed) {
 		return // RFC 2181 section 5: duplicate RRs are dropped
 	}
 	switch {
@@ -209,8 +231,9 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 	case dns.TypeDNAME:
 		n.flags |= flagDNAME
 	case dns.TypeNS:
-		if n != b.z.apex {
+		if n != b.z.apex && n.flags&flagCut == 0 {
 			n.flags |= flagCut
+			b.cuts = append(b.cuts, n)
 		}
 	case dns.TypeSOA:
 		b.z.soa, _ = rr.(*dns.SOA)
@@ -226,22 +249,122 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 			n.sets = append(n.sets, rrset{typ: t})
 		}
 		i = len(n.sets) - 1
+		b.nsets++
 	}
-	if set := &n.sets[i]; set.rrs == nil {
-		if len(b.rrSlab) == cap(b.rrSlab) {
-			b.rrSlab = make([]dns.RR, 0, slabSize)
-		}
-		b.rrSlab = append(b.rrSlab, rr)
-		set.rrs = b.rrSlab[len(b.rrSlab)-1 : len(b.rrSlab) : len(b.rrSlab)]
-	} else {
-		set.rrs = append(set.rrs, rr)
-	}
+	b.store(n, &n.sets[i], rr, rec, packed)
 	b.z.Records++
+}
+
+// store adds rr to set, a set of n: packed (rec) in the arena, or as an
+// object when it did not pack, the set holds objects already, or the
+// arena is full.
+func (b *builder) store(n *node, set *rrset, rr dns.RR, rec []byte, packed bool) {
+	if packed && !set.obj {
+		if pos, ok := b.arena.add(set.off, rec); ok {
+			set.off = pos
+			set.n++
+			b.wireBytes += len(rec)
+			return
+		}
+	}
+	b.toObjects(n, set)
+	b.objs[set.off] = append(b.objs[set.off], rr)
+	set.n++
+}
+
+// toObjects turns set, a set of n, into an object set: its RRs are
+// unpacked from the arena into a list of b.objs.
+func (b *builder) toObjects(n *node, set *rrset) {
+	if set.obj {
+		return
+	}
+	list := b.unpackSet(n, set, make([]dns.RR, 0, set.n+1))
+	for _, rr := range list {
+		b.wireBytes -= rrHeaderLen + int(rr.Header().Rdlength)
+	}
+	set.off = uint32(len(b.objs))
+	set.obj = true
+	b.objs = append(b.objs, list)
+}
+
+// unpackSet appends the RRs of set, a set of n, to dst, in the order they
+// were added: the stored objects, or new RRs unpacked from the arena.
+func (b *builder) unpackSet(n *node, set *rrset, dst []dns.RR) []dns.RR {
+	if set.obj {
+		return append(dst, b.objs[set.off]...)
+	}
+	b.chain = b.arena.chain(set.off, b.chain[:0])
+	for k := len(b.chain) - 1; k >= 0; k-- {
+		rr, _, err := unpackStored(b.arena.record(b.chain[k]), n.name, set.typ)
+		if err != nil {
+			panic("zone: packed " + dns.TypeToString[set.typ] + " record of " + n.name + " does not unpack: " + err.Error())
+		}
+		dst = append(dst, rr)
+	}
+	return dst
+}
+
+// buildArena holds the packed RRs while a zone is built. RRs of one set
+// need not come together in a zone file, so each entry is a packed RR
+// (TTL, RDLENGTH, RDATA) preceded by the position of the previous entry of
+// its set: a set is a chain from its last entry. A position is the
+// offset of the entry plus one, 0 meaning none; the arena is a list of
+// chunks, so that it never copies what it holds.
+type buildArena struct {
+	chunks [][]byte
+}
+
+const (
+	buildChunk     = 1 << 20 // bytes per chunk
+	buildMaxChunks = (1<<32 - 1) / buildChunk
+)
+
+// add appends rec to the chain that ends at prev and returns the new
+// end, or false when the arena is full.
+func (a *buildArena) add(prev uint32, rec []byte) (uint32, bool) {
+	need := 4 + len(rec)
+	if len(a.chunks) == 0 || cap(a.chunks[len(a.chunks)-1])-len(a.chunks[len(a.chunks)-1]) < need {
+		if len(a.chunks) >= buildMaxChunks || need > buildChunk {
+			return 0, false
+		}
+		a.chunks = append(a.chunks, make([]byte, 0, buildChunk))
+	}
+	i := len(a.chunks) - 1
+	c := a.chunks[i]
+	pos := uint32(i*buildChunk+len(c)) + 1
+	c = binary.BigEndian.AppendUint32(c, prev)
+	a.chunks[i] = append(c, rec...)
+	return pos, true
+}
+
+// entry returns the chunk bytes from the entry at pos on.
+func (a *buildArena) entry(pos uint32) []byte {
+	off := int(pos - 1)
+	return a.chunks[off/buildChunk][off%buildChunk:]
+}
+
+// record returns the packed RR of the entry at pos.
+func (a *buildArena) record(pos uint32) []byte {
+	e := a.entry(pos)[4:]
+	return e[:rrHeaderLen+int(binary.BigEndian.Uint16(e[4:]))]
+}
+
+// chain appends the positions of the chain that ends at pos to dst, last
+// entry first.
+func (a *buildArena) chain(pos uint32, dst []uint32) []uint32 {
+	for pos != 0 {
+		dst = append(dst, pos)
+		pos = binary.BigEndian.Uint32(a.entry(pos))
+	}
+	return dst
 }
 
 // newNode returns a new node, from the node slab.
 func (b *builder) newNode(name string) *node {
 	if len(b.nodeSlab) == cap(b.nodeSlab) {
+		if b.nodeSlab != nil {
+			b.fullSlabs = append(b.fullSlabs, b.nodeSlab)
+		}
 		b.nodeSlab = make([]node, 0, slabSize)
 	}
 	b.nodeSlab = append(b.nodeSlab, node{name: name})
@@ -276,11 +399,33 @@ func noRdata(rr dns.RR) bool {
 	return rr.String() == rr.Header().String()
 }
 
-// duplicate reports whether rr is already in n.sets[i].
-func (b *builder) duplicate(n *node, i int, rr dns.RR) bool {
-	set := n.sets[i].rrs
-	if len(set) < bigSet {
-		for _, o := range set {
+// duplicate reports whether rr, packed as rec if packed, is already in
+// n.sets[i]. RRs compare as stored: as unpacked from their wire form, if
+// they have one. For the types whose duplicates are exactly the RRs with
+// the same packed RDATA (wireComparable), the packed forms are compared.
+func (b *builder) duplicate(n *node, i int, rr dns.RR, rec []byte, packed bool) bool {
+	set := &n.sets[i]
+	byWire := packed && !set.obj && wireComparable(set.typ)
+	rdata := ""
+	switch {
+	case byWire && set.n < bigSet:
+		b.chain = b.arena.chain(set.off, b.chain[:0])
+		for _, pos := range b.chain {
+			if bytes.Equal(b.arena.record(pos)[4:], rec[4:]) {
+				return true
+			}
+		}
+		return false
+	case byWire:
+		rdata = string(rec[4:])
+	case packed:
+		var err error
+		if rr, _, err = unpackStored(rec, n.name, set.typ); err != nil {
+			panic("zone: packed " + dns.TypeToString[set.typ] + " record of " + n.name + " does not unpack: " + err.Error())
+		}
+	}
+	if set.n < bigSet {
+		for _, o := range b.unpackSet(n, set, nil) {
 			if dns.IsDuplicate(o, rr) {
 				return true
 			}
@@ -290,21 +435,38 @@ func (b *builder) duplicate(n *node, i int, rr dns.RR) bool {
 	if b.big == nil {
 		b.big = map[setKey]map[string]struct{}{}
 	}
-	k := setKey{n.name, n.sets[i].typ}
+	k := setKey{n.name, set.typ, byWire}
 	m := b.big[k]
 	if m == nil {
-		m = make(map[string]struct{}, len(set))
-		for _, o := range set {
-			m[rdataString(o)] = struct{}{}
+		m = make(map[string]struct{}, set.n)
+		if byWire {
+			b.chain = b.arena.chain(set.off, b.chain[:0])
+			for _, pos := range b.chain {
+				m[string(b.arena.record(pos)[4:])] = struct{}{}
+			}
+		} else {
+			for _, o := range b.unpackSet(n, set, nil) {
+				m[rdataString(o)] = struct{}{}
+			}
 		}
 		b.big[k] = m
 	}
-	s := rdataString(rr)
-	if _, ok := m[s]; ok {
+	if !byWire {
+		rdata = rdataString(rr)
+	}
+	if _, ok := m[rdata]; ok {
 		return true
 	}
-	m[s] = struct{}{}
+	m[rdata] = struct{}{}
 	return false
+}
+
+// wireComparable reports whether two RRs of type t are duplicates (per
+// dns.IsDuplicate) exactly when their packed RDATA are equal: true of the
+// common types without domain names in their RDATA (which IsDuplicate
+// compares without regard to case).
+func wireComparable(t uint16) bool {
+	return t == dns.TypeA || t == dns.TypeAAAA || t == dns.TypeTXT
 }
 
 func rdataString(rr dns.RR) string {
@@ -345,42 +507,81 @@ func (b *builder) finish() (*Zone, error) {
 		return nil, b.err()
 	}
 	z := b.z
-	if z.apex.rrset(dns.TypeNS) == nil {
+	if z.apex.set(dns.TypeNS) == nil {
 		b.errorf(b.file, 0, "no NS records at the zone apex "+z.Origin)
 	}
 	if len(b.errs) > 0 {
 		return nil, b.err()
 	}
-	// Copy the RRsets and RRs into exact, contiguous (clipped) arrays:
-	// fewer, larger objects for the GC, no slack, and the slabs and
-	// grown slices become garbage.
-	nsets := 0
-	for _, n := range z.nodes {
-		nsets += len(n.sets)
-	}
-	sets := make([]rrset, 0, nsets)
-	rrs := make([]dns.RR, 0, z.Records)
-	i := 0
-	for _, n := range z.nodes {
-		if i++; i%yieldEvery == 0 {
-			runtime.Gosched()
+	// What a referral sends is kept as objects (see records.go): the NS
+	// RRset of each cut, and the A and AAAA RRsets of its NS targets at
+	// or below the cut (the glue Zone.referral adds).
+	for _, c := range b.cuts {
+		set := c.set(dns.TypeNS)
+		b.toObjects(c, set)
+		for _, rr := range b.objs[set.off] {
+			ns, ok := rr.(*dns.NS)
+			if !ok {
+				continue
+			}
+			t := canonicalName(ns.Ns)
+			if g := z.nodes[t]; g != nil && isSubdomain(t, c.name) {
+				for i := range g.sets {
+					if typ := g.sets[i].typ; typ == dns.TypeA || typ == dns.TypeAAAA {
+						b.toObjects(g, &g.sets[i])
+					}
+				}
+			}
 		}
+	}
+	// Copy the RRsets and RRs into exact, contiguous arrays: fewer,
+	// larger objects for the GC, no slack, and the slabs, the arena and
+	// grown slices become garbage. The nodes are visited in the order
+	// they were made, the apex first, which is about the order of their
+	// RRs in the arena: it is read nearly in order.
+	nobjs := 0
+	for _, l := range b.objs {
+		nobjs += len(l)
+	}
+	sets := make([]rrset, 0, b.nsets)
+	data := make([]byte, 0, b.wireBytes)
+	objs := make([]dns.RR, 0, nobjs)
+	visit := func(n *node) {
 		if len(n.sets) == 0 {
 			n.sets = nil
-			continue
+			return
 		}
 		o := len(sets)
 		for _, set := range n.sets {
-			r := len(rrs)
-			rrs = append(rrs, set.rrs...)
-			set.rrs = rrs[r:len(rrs):len(rrs)]
-			set.wi = uint32(len(sets))
+			if set.obj {
+				l := b.objs[set.off]
+				set.off = uint32(len(objs))
+				objs = append(objs, l...)
+			} else {
+				b.chain = b.arena.chain(set.off, b.chain[:0])
+				set.off = uint32(len(data))
+				for k := len(b.chain) - 1; k >= 0; k-- {
+					data = append(data, b.arena.record(b.chain[k])...)
+				}
+			}
 			sets = append(sets, set)
 		}
 		n.sets = sets[o:len(sets):len(sets)]
+		n.first = uint32(o)
 	}
-	z.sets = len(sets)
-	b.nodeSlab, b.setSlab, b.rrSlab, b.last, b.lastParent = nil, nil, nil, nil, nil
+	visit(z.apex)
+	i := 0
+	for _, slab := range append(b.fullSlabs, b.nodeSlab) {
+		for j := range slab {
+			if i++; i%yieldEvery == 0 {
+				runtime.Gosched()
+			}
+			visit(&slab[j])
+		}
+	}
+	z.sets, z.rrData, z.objs = sets, data, objs
+	b.nodeSlab, b.fullSlabs, b.setSlab, b.last, b.lastParent = nil, nil, nil, nil, nil
+	b.arena, b.objs, b.cuts, b.buf, b.chain = buildArena{}, nil, nil, nil, nil
 	z.Serial = z.soa.Serial
 	neg := dns.Copy(z.soa)
 	neg.Header().Ttl = min(z.soa.Hdr.Ttl, z.soa.Minttl)
