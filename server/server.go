@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -400,9 +399,10 @@ func (s *Server) track(add func()) bool {
 // numReaders is the number of goroutines reading one UDP socket.
 func numReaders() int {
 	// One reader per usable core (GOMAXPROCS follows the CPU affinity and
-	// cgroup quota since Go 1.25), at most 4: for more cores, open more
+	// cgroup quota since Go 1.25; zone.Procs is it without the P a zone
+	// load adds while it runs), at most 4: for more cores, open more
 	// sockets with ListenUDP.
-	return max(1, min(runtime.GOMAXPROCS(0), 4))
+	return max(1, min(zone.Procs(), 4))
 }
 
 // validate reports every problem of c (after defaults), joined.

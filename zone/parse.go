@@ -83,7 +83,7 @@ func parse(data []byte, path, dir string, maxRecords int) (z *Zone, includes []s
 		}
 		b.add(rr, cur.file, cur.entry)
 		if n%yieldEvery == 0 {
-			runtime.Gosched()
+			yield()
 		}
 	}
 	if err := zp.Err(); err != nil {

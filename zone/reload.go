@@ -7,8 +7,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -70,11 +68,17 @@ type FileStatus struct {
 // A reload publishes twice: first the parsed, validated zones (served
 // through Snapshot.Lookup, as Snapshot.Precomputed has nothing for them
 // yet), then, once built, copies of them that hold the precomputed answers
-// (Zone.Precompute). No published snapshot or zone is ever written. After
-// loading a large zone (memoryReleaseRecords records or more) the loader
-// returns the memory the old version and the parser's garbage held to the
-// operating system (debug.FreeOSMemory), so that the resident size follows
-// the live heap rather than its peak during the reload.
+// (Zone.Precompute). No published snapshot or zone is ever written. While
+// a reload runs the GC target is raised (see gc.go). After the first load
+// of a large set of zones (memoryReleaseRecords records or more, nothing
+// served before it) the loader returns the parser's garbage to the
+// operating system at once (debug.FreeOSMemory), so that the resident size
+// follows the live heap rather than its peak. After a reload while zones
+// serve it leaves that to the runtime's background scavenger (RSS within
+// about 10% of the live heap a few seconds later), because FreeOSMemory
+// holds the heap lock while it returns hundreds of megabytes, and a query
+// that allocates meanwhile would wait for it (about 30ms after a 1M-record
+// reload).
 type Loader struct {
 	cfg   Config
 	store *Store
@@ -88,7 +92,7 @@ type Loader struct {
 }
 
 // memoryReleaseRecords is the number of records loaded at once from which
-// the loader calls debug.FreeOSMemory once the new zones serve.
+// the loader calls debug.FreeOSMemory once the first zones serve.
 const memoryReleaseRecords = 100_000
 
 // fileState is what the loader knows of one zone file.
@@ -131,11 +135,14 @@ func NewLoader(cfg Config, store *Store, log *zap.Logger) (*Loader, error) {
 // snapshot changed and returns the problems of this pass, joined. It
 // returns once the new zones serve with their precomputed answers.
 func (l *Loader) Reload() (changed bool, err error) {
+	end := beginLoad()
 	l.mu.Lock()
+	first := l.first()
 	changed, loaded, err := l.reloadLocked()
 	todo := l.unprecomputed()
 	l.mu.Unlock()
-	l.precompute(todo, loaded)
+	l.precompute(todo)
+	end(release(first, loaded))
 	return changed, err
 }
 
@@ -144,20 +151,32 @@ func (l *Loader) Reload() (changed bool, err error) {
 // when ready (unless a newer version of the zone replaced them meanwhile).
 // Until then queries for them are answered through Snapshot.Lookup.
 func (l *Loader) ReloadServing() (changed bool, err error) {
+	end := beginLoad()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	first := l.first()
 	changed, loaded, err := l.reloadLocked()
 	if todo := l.unprecomputed(); len(todo) > 0 {
-		l.bg.Go(func() { l.precompute(todo, loaded) })
+		l.bg.Go(func() {
+			l.precompute(todo)
+			end(release(first, loaded))
+		})
+	} else {
+		end(release(first, loaded))
 	}
 	return changed, err
+}
+
+// first reports whether no zone is served yet (the first load).
+func (l *Loader) first() bool {
+	return len(l.store.Load().Zones()) == 0
 }
 
 // workers is the number of goroutines a load may keep busy: every core
 // (GOMAXPROCS) while nothing serves yet, one less once zones serve, so that
 // the listeners always find a free core during a reload.
 func (l *Loader) workers() int {
-	n := runtime.GOMAXPROCS(0)
+	n := Procs()
 	if len(l.store.Load().Zones()) > 0 {
 		n--
 	}
@@ -185,9 +204,8 @@ func (l *Loader) unprecomputed() []pendingZone {
 
 // precompute builds the precomputed copies of todo's zones (without
 // holding l.mu: the zones are immutable) and publishes the ones still
-// current. loaded is the number of records the reload parsed: memory is
-// returned to the OS after a large one.
-func (l *Loader) precompute(todo []pendingZone, loaded int) {
+// current.
+func (l *Loader) precompute(todo []pendingZone) {
 	if len(todo) > 0 {
 		done := make([]*Zone, len(todo))
 		for i, p := range todo {
@@ -212,9 +230,13 @@ func (l *Loader) precompute(todo []pendingZone, loaded int) {
 		}
 		l.mu.Unlock()
 	}
-	if loaded >= memoryReleaseRecords {
-		debug.FreeOSMemory()
-	}
+}
+
+// release reports whether the end of a load returns the free memory to
+// the operating system at once: after the first load (nothing served
+// before it) of memoryReleaseRecords records or more.
+func release(first bool, loaded int) bool {
+	return first && loaded >= memoryReleaseRecords
 }
 
 // reloadLocked reloads and publishes the zones; it returns whether the
@@ -292,12 +314,13 @@ func (l *Loader) loadFile(path string) (int, error) {
 		st.err = e
 		return 0, e
 	}
-	if st.sum == fingerprint(data, st.includes) && (st.zone != nil || st.err != nil) {
+	dataSum := hashData(data)
+	if st.sum == fingerprint(dataSum, st.includes) && (st.zone != nil || st.err != nil) {
 		return 0, st.err // unchanged: neither reparsed nor logged again
 	}
 	z, includes, perr := parseData(data, path, filepath.Dir(path), 0, l.workers())
 	st.includes = includes
-	st.sum = fingerprint(data, includes)
+	st.sum = fingerprint(dataSum, includes)
 	if perr != nil {
 		st.err = perr
 		l.logFailure(perr, st)
@@ -557,18 +580,39 @@ func zoneFiles(dir string) (paths []string, problems []error, err error) {
 	return paths, problems, nil
 }
 
-// fingerprint hashes a zone file's content and its includes' content (an
-// include that cannot be read hashes as empty, which differs from any
-// earlier successful read only if it had content).
-func fingerprint(data []byte, includes []string) [sha256.Size]byte {
+// fingerprint hashes a zone file's content (dataSum, its hashData) and its
+// includes' content (an include that cannot be read hashes as empty, which
+// differs from any earlier successful read only if it had content).
+func fingerprint(dataSum [sha256.Size]byte, includes []string) [sha256.Size]byte {
 	h := sha256.New()
-	h.Write(data)
+	h.Write(dataSum[:])
 	for _, inc := range includes {
 		h.Write([]byte{0})
 		h.Write([]byte(inc))
 		if b, err := os.ReadFile(inc); err == nil {
-			sum := sha256.Sum256(b)
+			sum := hashData(b)
 			h.Write(sum[:])
+		}
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// hashChunk is how much of a file hashData hashes between two yields
+// (about 0.2ms).
+const hashChunk = 256 << 10
+
+// hashData returns the SHA-256 of data, yielding the core (yield) between
+// chunks: hashing a large zone file takes tens of milliseconds.
+func hashData(data []byte) [sha256.Size]byte {
+	h := sha256.New()
+	for len(data) > 0 {
+		n := min(len(data), hashChunk)
+		h.Write(data[:n])
+		data = data[n:]
+		if len(data) > 0 {
+			yield()
 		}
 	}
 	var out [sha256.Size]byte

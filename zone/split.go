@@ -2,7 +2,6 @@ package zone
 
 import (
 	"bytes"
-	"runtime"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -236,7 +235,7 @@ func parsePart(src []byte, path string, firstLine int, add func(dns.RR, int)) bo
 		}
 		add(rr, t.cur.entry)
 		if i%yieldEvery == yieldEvery-1 {
-			runtime.Gosched()
+			yield()
 		}
 	}
 	return zp.Err() == nil && t.err == nil

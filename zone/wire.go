@@ -53,12 +53,6 @@ const (
 	// precomputeMin is the number of RRsets below which precomputing
 	// runs on one goroutine.
 	precomputeMin = 8192
-	// yieldEvery is how many nodes or records the loader's CPU-bound loops
-	// handle between two runtime.Gosched calls, so that a listener
-	// goroutine woken meanwhile waits for a P for well under a
-	// millisecond rather than until the scheduler preempts the loader
-	// (10ms).
-	yieldEvery = 1024
 )
 
 // wireSet is the precomputed messages of a zone.
@@ -139,7 +133,7 @@ func (z *Zone) buildWire(workers int) *wireSet {
 		if len(n.sets) > 0 {
 			nodes = append(nodes, n)
 			if len(nodes)%(8*yieldEvery) == 0 {
-				runtime.Gosched()
+				yield()
 			}
 		}
 	}
@@ -157,7 +151,7 @@ func (z *Zone) buildWire(workers int) *wireSet {
 			for j, n := range parts[i] {
 				p.node(snap, z, n, w.loc, &arenas[i])
 				if j%yieldEvery == yieldEvery-1 {
-					runtime.Gosched() // let queries waiting for a P run
+					yield()
 				}
 			}
 		})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -574,7 +573,7 @@ func (b *builder) finish() (*Zone, error) {
 	for _, slab := range append(b.fullSlabs, b.nodeSlab) {
 		for j := range slab {
 			if i++; i%yieldEvery == 0 {
-				runtime.Gosched()
+				yield()
 			}
 			visit(&slab[j])
 		}

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,7 +157,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	var wg sync.WaitGroup
-	serveErr := make(chan error, (runtime.GOMAXPROCS(0)+1)*len(ls))
+	serveErr := make(chan error, (zone.Procs()+1)*len(ls))
 	for _, l := range ls {
 		for _, pc := range l.udps() {
 			wg.Add(1)
@@ -498,7 +497,7 @@ func openListeners(addrs []string, skipUnavailable bool, log *zap.Logger) ([]lis
 		}
 	}
 	for _, a := range addrs {
-		l, err := bindPairN(a, runtime.GOMAXPROCS(0))
+		l, err := bindPairN(a, zone.Procs())
 		if err != nil {
 			if skipUnavailable && errors.Is(err, syscall.EADDRNOTAVAIL) {
 				log.Warn("skipping unavailable default listener", zap.String("listener", a), zap.Error(err))

@@ -1,0 +1,134 @@
+package zone
+
+import (
+	"runtime"
+	"runtime/debug"
+	"sync"
+)
+
+// How a load shares the machine with the listeners.
+//
+// Loading a large zone is seconds of CPU-bound work in the same process as
+// the listeners, and three things let it delay queries (each measured with a
+// UDP prober while a 1M-record zone reloads; see deploy/bench/reload.sh):
+//
+//   - The Go scheduler. With GOMAXPROCS=1 (one core, as when pinned) the
+//     loader holds the only P; runtime.Gosched puts it on the global run
+//     queue, from where the scheduler takes it back before it polls the
+//     network, so a listener woken by a packet ran only when the runtime's
+//     monitor polled the network, every 10ms: latency rose in a 10ms
+//     sawtooth for the whole load. So a load runs with one P more than
+//     before (GOMAXPROCS+1): a P is always free, and its thread waits in
+//     the network poller and takes a packet at once.
+//   - The operating system. The loader's threads then compete with the
+//     listeners' for the cores at equal priority, and a thread that wakes
+//     may wait for the running one's time slice (milliseconds). So the
+//     load's loops yield the core (yield: runtime.Gosched, then
+//     sched_yield) every yieldEvery records or nodes, about a quarter of a
+//     millisecond of work: a listener thread that became runnable meanwhile
+//     runs then, and an idle machine loses nothing. (A lower priority for
+//     the load's threads, nice 19, answered faster still, but the whole
+//     process then waited for those threads at every stop-the-world of the
+//     GC while the machine was busy: seconds under the soak test's load.)
+//   - The garbage collector. Loading allocates fast while the zone it
+//     replaces stays live. At the default GOGC=100 that starts a cycle at
+//     each doubling of the heap, whose dedicated worker holds a P for the
+//     whole mark phase, and a goroutine that allocates meanwhile must help
+//     mark. Each cycle also marks the whole live heap again, which costs a
+//     single-core load of 1M records about 0.4s. So while a load runs the
+//     GC target is loadGCPercent (as GOGC=400): a reload of a zone as large
+//     as everything else served finishes within one heap goal, with no
+//     cycle during it. When the last load ends, one cycle runs (runtime.GC)
+//     while the target is still high, so that the garbage is collected with
+//     the heap well under its goal (nobody is asked to assist), and only
+//     then is the target restored: restoring it first would leave the heap
+//     far above the goal and make every allocation assist. The price is a
+//     higher peak heap during a load (BenchmarkReload1M's peak-extra-MiB).
+//     A GOGC above loadGCPercent, or off, is left alone, and a memory limit
+//     (GOMEMLIMIT) still holds: the runtime collects before passing it
+//     whatever the target.
+
+// loadGCPercent is the GC target while zones load.
+const loadGCPercent = 400
+
+var loads struct {
+	mu     sync.Mutex
+	n      int  // loads in progress
+	raised bool // GC target and Ps raised; the fields below restore them
+	gc     int  // GC percent before
+	procs  int  // GOMAXPROCS before
+}
+
+// beginLoad sets the process up for a load (see above) and returns the
+// function that ends it, which must be called exactly once. With release,
+// the collection at the end also returns the free memory to the operating
+// system at once (debug.FreeOSMemory). Loads may overlap: the settings
+// return when the last one ends. Safe from any goroutine.
+func beginLoad() (end func(release bool)) {
+	loads.mu.Lock()
+	defer loads.mu.Unlock()
+	if !loads.raised {
+		gc := debug.SetGCPercent(loadGCPercent)
+		if gc < 0 || gc > loadGCPercent {
+			debug.SetGCPercent(gc)
+		}
+		procs := runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(procs + 1)
+		loads.raised, loads.gc, loads.procs = true, gc, procs
+	}
+	loads.n++
+	return func(release bool) {
+		loads.mu.Lock()
+		loads.n--
+		last := loads.n == 0
+		loads.mu.Unlock()
+		if !last {
+			return
+		}
+		if release {
+			debug.FreeOSMemory()
+		} else {
+			runtime.GC()
+		}
+		loads.mu.Lock()
+		defer loads.mu.Unlock()
+		if loads.n == 0 && loads.raised { // else a new load has begun: it restores
+			debug.SetGCPercent(loads.gc)
+			restoreProcs(loads.procs)
+			loads.raised = false
+		}
+	}
+}
+
+// restoreProcs sets GOMAXPROCS back to procs. Setting it at all stops the
+// runtime from following the CPU affinity and cgroup limit (Go 1.25), so
+// when procs is the runtime's default the default is restored instead,
+// which follows them again.
+func restoreProcs(procs int) {
+	runtime.SetDefaultGOMAXPROCS()
+	if runtime.GOMAXPROCS(0) != procs {
+		runtime.GOMAXPROCS(procs)
+	}
+}
+
+// Procs returns GOMAXPROCS as it is outside loads: a load raises it by one
+// while it runs (see above), so code that sizes itself by the number of
+// cores (one UDP socket per core) asks here rather than the runtime.
+func Procs() int {
+	loads.mu.Lock()
+	defer loads.mu.Unlock()
+	if loads.raised {
+		return loads.procs
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// yieldEvery is how many records or nodes the load's CPU-bound loops
+// handle between two yields (about 0.25ms of work).
+const yieldEvery = 256
+
+// yield lets a listener that waits for this core run (see above).
+func yield() {
+	runtime.Gosched()
+	osYield()
+}

@@ -1,0 +1,99 @@
+package zone
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+)
+
+// gogc returns the GC target percent now (as GOGC), -1 when off.
+func gogc(t *testing.T) int {
+	t.Helper()
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		t.Fatalf("/gc/gogc:percent: kind %v", s[0].Value.Kind())
+	}
+	return int(int64(s[0].Value.Uint64()))
+}
+
+func TestLoadSettings(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	procs := runtime.GOMAXPROCS(0)
+
+	end1 := beginLoad()
+	if got := gogc(t); got != loadGCPercent {
+		t.Fatalf("GOGC during a load = %d, want %d", got, loadGCPercent)
+	}
+	if got := runtime.GOMAXPROCS(0); got != procs+1 {
+		t.Fatalf("GOMAXPROCS during a load = %d, want %d+1", got, procs)
+	}
+	if got := Procs(); got != procs {
+		t.Fatalf("Procs during a load = %d, want %d (as outside)", got, procs)
+	}
+	end2 := beginLoad() // overlapping load
+	end1(false)
+	if got := gogc(t); got != loadGCPercent {
+		t.Fatalf("GOGC after the first of two loads ended = %d, want %d (one still runs)", got, loadGCPercent)
+	}
+	end2(false)
+	if got := gogc(t); got != 100 {
+		t.Fatalf("GOGC after both loads = %d, want 100 again", got)
+	}
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Fatalf("GOMAXPROCS after both loads = %d, want %d again", got, procs)
+	}
+
+	// A higher target, or none, is the operator's: left alone.
+	for _, p := range []int{800, -1} {
+		debug.SetGCPercent(p)
+		end := beginLoad()
+		if got := gogc(t); got != p && !(p < 0 && got < 0) {
+			t.Errorf("GOGC=%d: %d during a load", p, got)
+		}
+		end(true)
+		if got := gogc(t); got != p && !(p < 0 && got < 0) {
+			t.Errorf("GOGC=%d: %d after a load", p, got)
+		}
+	}
+}
+
+// TestLoaderSettings checks the Loader restores the GC target after a
+// reload, also one whose precomputed answers are built in the background.
+func TestLoaderSettings(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	procs := runtime.GOMAXPROCS(0)
+	dir := t.TempDir()
+	data := "$ORIGIN gc.example.\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\nns1 A 192.0.2.1\n"
+	if err := os.WriteFile(filepath.Join(dir, "gc.example.zone"), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLoader(Config{Dir: dir, Rescan: -1}, NewStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := gogc(t); got != 100 {
+		t.Fatalf("GOGC after Reload = %d, want 100", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gc.example.zone"), []byte(data+"www A 192.0.2.2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := l.ReloadServing(); err != nil || !changed {
+		t.Fatalf("ReloadServing: changed=%v, %v", changed, err)
+	}
+	l.bg.Wait()
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Fatalf("GOMAXPROCS after ReloadServing's background work = %d, want %d", got, procs)
+	}
+	if got := gogc(t); got != 100 {
+		t.Fatalf("GOGC after ReloadServing's background work = %d, want 100", got)
+	}
+}
