@@ -48,6 +48,9 @@ func BenchmarkRespond(b *testing.B) {
 		benchRespond(b, withEDNS(question("www.sub.example.com.", dns.TypeA), 1232, false), UDP)
 	})
 	b.Run("udp-truncated", func(b *testing.B) {
+		benchRespond(b, withEDNS(question("many.big.test.", dns.TypeTXT), 1232, false), UDP)
+	})
+	b.Run("udp-truncated-after-cname", func(b *testing.B) { // the general path
 		benchRespond(b, withEDNS(question("alias.big.test.", dns.TypeTXT), 1232, false), UDP)
 	})
 	b.Run("tcp-hit", func(b *testing.B) {

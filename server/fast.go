@@ -251,7 +251,14 @@ func (s *Server) respondFast(q *query, req, buf []byte, t Transport) ([]byte, bo
 	}
 	snap := s.store.Load()
 	if w := snap.Precomputed(fq.name, fq.qtype); w != nil {
-		return precomputedAnswer(w, req, buf, fq.qEnd, fq.limit, opt)
+		if out, ok := precomputedAnswer(w, req, buf, fq.qEnd, fq.limit, opt); ok {
+			return out, true
+		}
+		out, ok := precomputedTruncated(w, req, buf, fq.qEnd, fq.limit, opt)
+		if ok {
+			s.stats.truncated.Add(1)
+		}
+		return out, ok
 	}
 
 	zr := &q.zr

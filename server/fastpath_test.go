@@ -230,6 +230,10 @@ func fastCases() []struct {
 			&dns.EDNS0_TCP_KEEPALIVE{Code: dns.EDNS0TCPKEEPALIVE}), TCP},
 		{"tcp-nxdomain", withEDNS(question("nope.example.com.", dns.TypeA), 1232, false), TCP},
 		{"tcp-referral", question("www.sub.example.com.", dns.TypeA), TCP},
+		// Precomputed answers over the UDP limit (fasttrunc.go).
+		{"udp-truncated", withEDNS(question("many.big.test.", dns.TypeTXT), 1232, false), UDP},
+		{"udp-truncated-noedns", question("MaNy.BiG.tEsT.", dns.TypeTXT), UDP},
+		{"udp-additional-left-out", question("mx.big.test.", dns.TypeMX), UDP},
 	}
 }
 

@@ -22,6 +22,7 @@ const (
 const (
 	headerLen = 12
 	flagQR    = 1 << 15
+	flagAA    = 1 << 10
 	flagTC    = 1 << 9
 	flagRD    = 1 << 8
 
