@@ -39,32 +39,13 @@ NQUERIES=100000
 TCP_CONNS=8
 
 # --- install ---------------------------------------------------------------
-need=()
-command -v dnsperf >/dev/null || need+=(dnsperf)
-command -v nsd >/dev/null || need+=(nsd)
-command -v knotd >/dev/null || need+=(knot)
-[ $WITH_BIND = 0 ] || command -v named >/dev/null || need+=(bind9)
-command -v dig >/dev/null || need+=(bind9-dnsutils)
-if [ ${#need[@]} -gt 0 ]; then
-	if ! apt-cache policy dnsperf | grep -q 'Candidate: [0-9]'; then
-		echo "compare.sh: dnsperf is not in this system's apt sources" >&2
-		exit 1
-	fi
-	# Keep Debian's postinst scripts from starting the daemons.
-	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-	chmod +x /usr/sbin/policy-rc.d
-	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null
-	rm -f /usr/sbin/policy-rc.d
-	trap - EXIT
-fi
+# shellcheck source=lib.sh
+. "$REPO/deploy/bench/lib.sh"
+pkgs=(dnsperf:dnsperf nsd:nsd knotd:knot dig:bind9-dnsutils)
+[ $WITH_BIND = 0 ] || pkgs+=(named:bind9)
+install_missing compare.sh "${pkgs[@]}"
 
 W=$(mktemp -d /tmp/anyns-bench.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-}
 trap cleanup EXIT
 
 echo "# building anyns" >&2
@@ -152,30 +133,7 @@ start_nsd() {
 }
 start_knot() {
 	local d="$W/knot-$2"
-	mkdir -p "$d/db"
-	cat >"$d/knot.conf" <<-EOF
-	server:
-	  rundir: "$d"
-	  listen: 127.0.0.1@$2
-	  udp-workers: 1
-	  tcp-workers: 1
-	  background-workers: 1
-	database:
-	  storage: "$d/db"
-	log:
-	  - target: stderr
-	    any: warning
-	template:
-	  - id: default
-	    storage: "$1"
-	    semantic-checks: off
-	    zonefile-sync: -1
-	    zonefile-load: whole
-	    journal-content: none
-	zone:
-	  - domain: $4
-	    file: $3
-	EOF
+	knot_conf "$d" "$1" "$2" "$4" "$3"
 	taskset -c $SRV_CPU knotd -c "$d/knot.conf" >"$d/log" 2>&1 &
 	PID=$!
 }

@@ -37,26 +37,11 @@ done
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 [ -n "$CPUS" ] || CPUS=0-$(($(nproc) - 1))
 
-need=()
-command -v dnsperf >/dev/null || need+=(dnsperf)
-command -v knotd >/dev/null || need+=(knot)
-command -v dig >/dev/null || need+=(bind9-dnsutils)
-if [ ${#need[@]} -gt 0 ]; then
-	[ "$(id -u)" = 0 ] || { echo "reload.sh: install ${need[*]} (or run as root)" >&2; exit 1; }
-	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-	chmod +x /usr/sbin/policy-rc.d
-	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null
-	rm -f /usr/sbin/policy-rc.d
-	trap - EXIT
-fi
+# shellcheck source=lib.sh
+. "$REPO/deploy/bench/lib.sh"
+install_missing reload.sh dnsperf:dnsperf knotd:knot dig:bind9-dnsutils
 
 W=$(mktemp -d /tmp/anyns-reload.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-}
 trap cleanup EXIT
 
 echo "# building anyns" >&2
@@ -105,32 +90,8 @@ start_anyns() {
 }
 reload_anyns() { :; } # the file watcher sees the change
 start_knot() {
-	local d="$W/knot"
-	mkdir -p "$d/db"
-	cat >"$d/knot.conf" <<-EOF
-	server:
-	  rundir: "$d"
-	  listen: 127.0.0.1@$1
-	  udp-workers: 1
-	  tcp-workers: 1
-	  background-workers: 1
-	database:
-	  storage: "$d/db"
-	log:
-	  - target: stderr
-	    any: warning
-	template:
-	  - id: default
-	    storage: "$W/zones"
-	    semantic-checks: off
-	    zonefile-sync: -1
-	    zonefile-load: whole
-	    journal-content: none
-	zone:
-	  - domain: big.test
-	    file: big.test.zone
-	EOF
-	taskset -c "$CPUS" knotd -c "$d/knot.conf" >"$d/log" 2>&1 &
+	knot_conf "$W/knot" "$W/zones" "$1" big.test big.test.zone
+	taskset -c "$CPUS" knotd -c "$W/knot/knot.conf" >"$W/knot/log" 2>&1 &
 	PID=$!
 }
 reload_knot() { knotc -s "$W/knot/knot.sock" zone-reload big.test >/dev/null; }

@@ -1,0 +1,63 @@
+# lib.sh: what compare.sh and reload.sh share. Sourced, not run.
+
+# install_missing NAME CMD:PKG...: installs with apt the packages whose
+# command is missing (as root), keeping Debian's postinst scripts from
+# starting the daemons.
+install_missing() {
+	local name=$1 need=() c
+	shift
+	for c in "$@"; do
+		command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
+	done
+	[ ${#need[@]} -gt 0 ] || return 0
+	[ "$(id -u)" = 0 ] || { echo "$name: install ${need[*]} (or run as root)" >&2; exit 1; }
+	if ! apt-cache policy "${need[0]}" | grep -q 'Candidate: [0-9]'; then
+		echo "$name: ${need[0]} is not in this system's apt sources" >&2
+		exit 1
+	fi
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null
+	rm -f /usr/sbin/policy-rc.d
+	trap - EXIT
+}
+
+# PIDS holds the processes the script started; cleanup stops those, by
+# PID, on exit.
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+}
+
+# knot_conf DIR ZONES PORT DOMAIN FILE: writes DIR/knot.conf for one zone
+# served from ZONES/FILE on 127.0.0.1@PORT, one worker of each kind, no
+# journal, no semantic checks (as the peers load it in compare.sh).
+knot_conf() {
+	mkdir -p "$1/db"
+	cat >"$1/knot.conf" <<-CONF
+	server:
+	  rundir: "$1"
+	  listen: 127.0.0.1@$3
+	  udp-workers: 1
+	  tcp-workers: 1
+	  background-workers: 1
+	database:
+	  storage: "$1/db"
+	log:
+	  - target: stderr
+	    any: warning
+	template:
+	  - id: default
+	    storage: "$2"
+	    semantic-checks: off
+	    zonefile-sync: -1
+	    zonefile-load: whole
+	    journal-content: none
+	zone:
+	  - domain: $4
+	    file: $5
+	CONF
+}
