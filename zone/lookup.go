@@ -53,7 +53,7 @@ func (s *Snapshot) Lookup(qname string, qtype uint16, r *Response) {
 		if qtype == dns.TypeDS && name == z.Origin && name != "." {
 			// DS lives on the parent side of the cut.
 			if p := s.find(parentName(name)); p != nil {
-				if n := p.nodes[name]; n != nil && n.flags&flagCut != 0 {
+				if n := p.lookup(name); n != nil && n.flags&flagCut != 0 {
 					z = p
 				}
 			}
@@ -145,7 +145,7 @@ func (z *Zone) answer(name string, qtype uint16, r *Response) (string, bool) {
 	ceOff := 0
 	apexOff := len(name) - len(z.Origin)
 	for off := 0; ; {
-		if n := z.nodes[name[off:]]; n != nil {
+		if n := z.lookup(name[off:]); n != nil {
 			if ce == nil {
 				ce, ceOff = n, off
 			}
@@ -175,15 +175,14 @@ func (z *Zone) answer(name string, qtype uint16, r *Response) (string, bool) {
 		return z.node(ce, name, qtype, false, r)
 	}
 	// RFC 4592 section 3.3.1: the source of synthesis is "*." + the
-	// closest encloser. The key is built on the stack: indexing a map
-	// with string(bytes) does not allocate.
+	// closest encloser. The name is built on the stack, and looked up
+	// through a string view of it, which lookup does not keep.
 	var kb [258]byte
-	key := append(kb[:0], '*')
-	if ce.name != "." {
-		key = append(key, '.')
+	key := append(kb[:0], '*', '.')
+	if ceName := z.name(ce); ceName != "." {
+		key = append(key, ceName...)
 	}
-	key = append(key, ce.name...)
-	if w := z.nodes[string(key)]; w != nil {
+	if w := z.lookup(unsafe.String(&key[0], len(key))); w != nil {
 		return z.node(w, name, qtype, true, r)
 	}
 	r.Result = NameError
@@ -195,26 +194,27 @@ func (z *Zone) answer(name string, qtype uint16, r *Response) (string, bool) {
 // matches it.
 func (z *Zone) node(n *node, name string, qtype uint16, wild bool, r *Response) (string, bool) {
 	owner := ""
-	if wild && (!n.empty() || qtype == dns.TypeANY) && (qtype == dns.TypeANY || n.set(qtype) != nil || n.flags&flagCNAME != 0) {
+	if wild && (!n.empty() || qtype == dns.TypeANY) && (qtype == dns.TypeANY || z.set(n, qtype) != nil || n.flags&flagCNAME != 0) {
 		// Synthesized RRs are named qname; a wildcard NODATA names
 		// nothing (and allocates nothing).
 		owner = strings.Clone(name)
 	}
 	if qtype == dns.TypeANY && !n.empty() {
-		for i := range n.sets {
-			r.Answer = z.appendSet(r.Answer, n, &n.sets[i], owner)
+		sets := z.setsOf(n)
+		for i := range sets {
+			r.Answer = z.appendSet(r.Answer, n, &sets[i], owner)
 		}
 		r.Result = Success
 		return "", false
 	}
-	if set := n.set(qtype); set != nil {
+	if set := z.set(n, qtype); set != nil {
 		r.Answer = z.appendSet(r.Answer, n, set, owner)
 		r.Result = Success
 		return "", false
 	}
 	if n.flags&flagCNAME != 0 {
 		k := len(r.Answer)
-		r.Answer = z.appendSet(r.Answer, n, n.set(dns.TypeCNAME), owner)
+		r.Answer = z.appendSet(r.Answer, n, z.set(n, dns.TypeCNAME), owner)
 		r.Result = Success
 		if len(r.Answer) > k {
 			if c, ok := r.Answer[k].(*dns.CNAME); ok {
@@ -243,10 +243,10 @@ func (z *Zone) referral(cut *node, r *Response) {
 			continue
 		}
 		t := r.canon(n.Ns)
-		if !isSubdomain(t, cut.name) {
+		if !isSubdomain(t, z.name(cut)) {
 			continue
 		}
-		if g := z.nodes[t]; g != nil {
+		if g := z.lookup(t); g != nil {
 			r.Extra = z.appendType(r.Extra, g, dns.TypeA)
 			r.Extra = z.appendType(r.Extra, g, dns.TypeAAAA)
 		}
@@ -269,8 +269,8 @@ func (z *Zone) dname(n *node, name string, r *Response) (string, bool) {
 		return "", false
 	}
 	prefix := name // the labels of name above the DNAME owner, with a dot
-	if n.name != "." {
-		prefix = name[:len(name)-len(n.name)]
+	if owner := z.name(n); owner != "." {
+		prefix = name[:len(name)-len(owner)]
 	}
 	target := prefix + d.Target
 	if d.Target == "." {
@@ -329,11 +329,11 @@ func (s *Snapshot) additional(r *Response) {
 		if !isSubdomain(t, z.Origin) || s.find(t) != z {
 			continue
 		}
-		n := z.nodes[t]
+		n := z.lookup(t)
 		if n == nil || n.flags&flagCut != 0 || z.occluded(t) {
 			continue
 		}
-		if inExtra(r.Extra, n.name) {
+		if inExtra(r.Extra, z.name(n)) {
 			continue
 		}
 		r.Extra = z.appendType(r.Extra, n, dns.TypeA)
@@ -359,7 +359,7 @@ func (z *Zone) occluded(name string) bool {
 			next = apexOff
 		}
 		off = next
-		if n := z.nodes[name[off:]]; n != nil && (n.flags&flagDNAME != 0 || (n.flags&flagCut != 0 && off < apexOff)) {
+		if n := z.lookup(name[off:]); n != nil && (n.flags&flagDNAME != 0 || (n.flags&flagCut != 0 && off < apexOff)) {
 			return true
 		}
 	}

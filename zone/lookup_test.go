@@ -428,9 +428,9 @@ func TestLookupDoesNotShareSlices(t *testing.T) {
 	})
 	// Stored slices are clipped.
 	for _, z := range s.Zones() {
-		for name, n := range z.nodes {
-			if len(n.sets) != cap(n.sets) {
-				t.Errorf("%s: %d sets, cap %d", name, len(n.sets), cap(n.sets))
+		for name, n := range z.allNodes() {
+			if sets := z.setsOf(n); len(sets) != cap(sets) {
+				t.Errorf("%s: %d sets, cap %d", name, len(sets), cap(sets))
 			}
 		}
 		if len(z.sets) != cap(z.sets) || len(z.rrData) != cap(z.rrData) || len(z.objs) != cap(z.objs) {

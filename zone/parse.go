@@ -74,7 +74,7 @@ func parse(data []byte, path, dir string, maxRecords int) (z *Zone, includes []s
 	zp.SetIncludeAllowed(true)
 	zp.SetIncludeFS(ifs)
 
-	b := newBuilder(path)
+	b := newBuilder(path, nameHint(data, maxRecords))
 	n := 0
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		cur := t.cur

@@ -124,8 +124,8 @@ func TestPrecomputeSharesZone(t *testing.T) {
 	}
 	s1, _ := NewSnapshot(z)
 	s3, _ := NewSnapshot(c)
-	for name, n := range z.nodes {
-		for _, set := range n.sets {
+	for name, n := range z.allNodes() {
+		for _, set := range z.setsOf(n) {
 			a, b := s1.Precomputed(name, set.typ), s3.Precomputed(name, set.typ)
 			if string(a) != string(b) {
 				t.Fatalf("%s %s: 1 and 3 workers give different messages", name, dns.TypeToString[set.typ])

@@ -23,24 +23,31 @@ import (
 func (z *Zone) AllRecords() []dns.RR {
 	out := make([]dns.RR, 0, z.Records+1)
 	out = append(out, z.soa)
-	if z.apex != nil {
-		for i := range z.apex.sets {
-			if z.apex.sets[i].typ == dns.TypeSOA {
-				continue
-			}
-			out = z.appendSet(out, z.apex, &z.apex.sets[i], "")
+	if len(z.nodes) == 0 {
+		return out
+	}
+	apex := z.apex()
+	sets := z.setsOf(apex)
+	for i := range sets {
+		if sets[i].typ == dns.TypeSOA {
+			continue
+		}
+		out = z.appendSet(out, apex, &sets[i], "")
+	}
+	owners := make([]uint32, 0, len(z.nodes))
+	for i := 1; i < len(z.nodes); i++ { // the apex is node 0
+		if !z.nodes[i].empty() {
+			owners = append(owners, uint32(i))
 		}
 	}
-	names := make([]*node, 0, len(z.nodes))
-	for _, n := range z.nodes {
-		if n != z.apex && len(n.sets) > 0 {
-			names = append(names, n)
-		}
-	}
-	slices.SortFunc(names, func(a, b *node) int { return compareCanonical(a.name, b.name) })
-	for _, n := range names {
-		for i := range n.sets {
-			out = z.appendSet(out, n, &n.sets[i], "")
+	slices.SortFunc(owners, func(a, b uint32) int {
+		return compareCanonical(z.name(&z.nodes[a]), z.name(&z.nodes[b]))
+	})
+	for _, i := range owners {
+		n := &z.nodes[i]
+		sets := z.setsOf(n)
+		for j := range sets {
+			out = z.appendSet(out, n, &sets[j], "")
 		}
 	}
 	return out
@@ -106,11 +113,12 @@ func prevLabel(name string, end int) (int, bool) {
 // rrHeaderLen is the length of a stored RR's TTL and RDLENGTH.
 const rrHeaderLen = 6
 
-// set returns the node's RRset of type t, or nil.
-func (n *node) set(t uint16) *rrset {
-	for i := range n.sets {
-		if n.sets[i].typ == t {
-			return &n.sets[i]
+// set returns the RRset of type t of n, a node of z, or nil.
+func (z *Zone) set(n *node, t uint16) *rrset {
+	sets := z.setsOf(n)
+	for i := range sets {
+		if sets[i].typ == t {
+			return &sets[i]
 		}
 	}
 	return nil
@@ -133,14 +141,14 @@ func (z *Zone) appendSet(dst []dns.RR, n *node, set *rrset, owner string) []dns.
 		return dst
 	}
 	if owner == "" {
-		owner = n.name
+		owner = z.name(n)
 	}
 	data := z.rrData[set.off:]
 	for range set.n {
 		rr, rest, err := unpackStored(data, owner, set.typ)
 		if err != nil {
 			// The builder stores only RRs that unpack (see packStored).
-			panic("zone: stored " + dns.TypeToString[set.typ] + " record of " + n.name + " does not unpack: " + err.Error())
+			panic("zone: stored " + dns.TypeToString[set.typ] + " record of " + z.name(n) + " does not unpack: " + err.Error())
 		}
 		dst = append(dst, rr)
 		data = rest
@@ -150,7 +158,7 @@ func (z *Zone) appendSet(dst []dns.RR, n *node, set *rrset, owner string) []dns.
 
 // appendType appends the RRs of n's RRset of type t, if any, to dst.
 func (z *Zone) appendType(dst []dns.RR, n *node, t uint16) []dns.RR {
-	if set := n.set(t); set != nil {
+	if set := z.set(n, t); set != nil {
 		return z.appendSet(dst, n, set, "")
 	}
 	return dst

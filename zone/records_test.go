@@ -113,8 +113,8 @@ bad2 DS 1 8 2 zz
 bad2 DS 1 8 2 0123456789abcdef
 `)
 	obj := map[string]bool{}
-	for name, n := range z.nodes {
-		for _, set := range n.sets {
+	for name, n := range z.allNodes() {
+		for _, set := range z.setsOf(n) {
 			obj[name+" "+dns.TypeToString[set.typ]] = set.obj
 		}
 	}
@@ -221,8 +221,8 @@ func FuzzStored(f *testing.F) {
 			t.Fatalf("AllRecords: %d records, zone %d", got, z.Records)
 		}
 		s := mustSnapshot(t, z)
-		for name, n := range z.nodes {
-			for _, set := range n.sets {
+		for name, n := range z.allNodes() {
+			for _, set := range z.setsOf(n) {
 				checkPrecomputed(t, s, name, set.typ)
 			}
 		}

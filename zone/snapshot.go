@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"slices"
 	"sort"
 	"sync/atomic"
 
@@ -14,6 +15,10 @@ import (
 type Snapshot struct {
 	zones  []*Zone          // sorted by origin
 	byName map[string]*Zone // by canonical origin
+	// longest holds the zones by origin length, longest first, when
+	// there are at most scanZones: find compares their origins with the
+	// name's end rather than looking up each of its suffixes in byName.
+	longest []*Zone
 	// nested holds the zones below which another served zone lies: their
 	// precomputed answers that depend on in-zone targets are not used.
 	nested map[*Zone]bool
@@ -77,8 +82,18 @@ func (s *Snapshot) Without(origin string) *Snapshot {
 	return n
 }
 
-// index computes s.nested (before s is published).
+// scanZones is the number of zones up to which find compares each
+// zone's origin with the name (a few string comparisons) rather than
+// looking each suffix of the name up in a map (a hash of each).
+const scanZones = 4
+
+// index computes s.longest and s.nested (before s is published).
 func (s *Snapshot) index() {
+	s.longest = nil
+	if len(s.zones) <= scanZones {
+		s.longest = slices.Clone(s.zones)
+		slices.SortStableFunc(s.longest, func(a, b *Zone) int { return len(b.Origin) - len(a.Origin) })
+	}
 	s.nested = nil
 	for _, z := range s.zones {
 		for _, c := range s.zones {
@@ -108,7 +123,12 @@ func (s *Snapshot) Find(qname string) *Zone {
 
 // find is Find for a canonical name. It does not allocate.
 func (s *Snapshot) find(name string) *Zone {
-	if len(s.byName) == 0 {
+	if len(s.zones) <= scanZones {
+		for _, z := range s.longest {
+			if isSubdomain(name, z.Origin) {
+				return z
+			}
+		}
 		return nil
 	}
 	for off := 0; ; {

@@ -188,7 +188,7 @@ func parseSplit(data []byte, path, dir string, maxRecords, parts int) (*Zone, bo
 			rest[i] = out
 		})
 	}
-	b := newBuilder(path)
+	b := newBuilder(path, nameHint(data, maxRecords))
 	n := 0
 	failed[0] = !parsePart(ps[0].data, path, 1, func(rr dns.RR, line int) {
 		n++

@@ -13,10 +13,11 @@ import (
 // RRs in presentation form, sorted, with the zone's counts.
 func dumpZone(z *Zone) []string {
 	out := []string{"origin " + z.Origin, "records " + strconv.Itoa(z.Records), "serial " + strconv.FormatUint(uint64(z.Serial), 10)}
-	for name, n := range z.nodes {
+	for name, n := range z.allNodes() {
 		out = append(out, "node "+name+" flags "+strconv.Itoa(int(n.flags)))
-		for i := range n.sets {
-			for _, rr := range z.appendSet(nil, n, &n.sets[i], "") {
+		sets := z.setsOf(n)
+		for i := range sets {
+			for _, rr := range z.appendSet(nil, n, &sets[i], "") {
 				out = append(out, rr.String())
 			}
 		}

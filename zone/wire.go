@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"runtime"
+	"sort"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -125,32 +126,41 @@ func (z *Zone) precompute(workers int) *Zone {
 
 // buildWire packs the messages of z, in parallel over disjoint ranges of
 // its nodes: each worker writes only the loc entries of its own nodes'
-// sets, into an arena of its own; the arenas are joined at the end.
+// sets, into an arena of its own; the arenas are joined at the end. The
+// nodes' sets are in node order (see builder.finish), so a range of nodes
+// is a range of sets: the ranges hold about as many sets each.
 func (z *Zone) buildWire(workers int) *wireSet {
 	w := &wireSet{loc: make([]wireLoc, len(z.sets))}
-	nodes := make([]*node, 0, len(z.nodes))
-	for _, n := range z.nodes {
-		if len(n.sets) > 0 {
-			nodes = append(nodes, n)
-			if len(nodes)%(8*yieldEvery) == 0 {
-				yield()
-			}
-		}
-	}
 	workers = max(1, min(workers, len(z.sets)/precomputeMin))
 	arenas := make([]wireArena, workers)
-	parts := make([][]*node, workers)
-	for i := range parts {
-		parts[i] = nodes[i*len(nodes)/workers : (i+1)*len(nodes)/workers]
+	// Worker i packs nodes bounds[i] to bounds[i+1], whose sets are
+	// z.sets[z.nodes[bounds[i]].first:] up to the next bound's.
+	bounds := make([]int, workers+1)
+	for i := range workers {
+		want := uint32(i * len(z.sets) / workers)
+		bounds[i] = sort.Search(len(z.nodes), func(j int) bool { return z.nodes[j].first >= want })
+	}
+	bounds[0], bounds[workers] = 0, len(z.nodes)
+	firstSet := func(b int) uint32 {
+		if b == len(z.nodes) {
+			return uint32(len(z.sets))
+		}
+		return z.nodes[b].first
 	}
 	snap := &Snapshot{zones: []*Zone{z}, byName: map[string]*Zone{z.Origin: z}}
+	snap.index()
 	var wg sync.WaitGroup
 	for i := range workers {
 		wg.Go(func() {
 			p := newPacker()
-			for j, n := range parts[i] {
+			k := 0
+			for j := bounds[i]; j < bounds[i+1]; j++ {
+				n := &z.nodes[j]
+				if n.empty() {
+					continue
+				}
 				p.node(snap, z, n, w.loc, &arenas[i])
-				if j%yieldEvery == yieldEvery-1 {
+				if k++; k%yieldEvery == 0 {
 					yield()
 				}
 			}
@@ -162,11 +172,9 @@ func (z *Zone) buildWire(workers int) *wireSet {
 	for i := range workers {
 		if base > 0 {
 			shift := uint32(base * wireChunk)
-			for _, n := range parts[i] {
-				for j := range n.sets {
-					if l := &w.loc[n.first+uint32(j)]; l.n != 0 {
-						l.off += shift
-					}
+			for j := firstSet(bounds[i]); j < firstSet(bounds[i+1]); j++ {
+				if l := &w.loc[j]; l.n != 0 {
+					l.off += shift
 				}
 			}
 		}
@@ -212,11 +220,13 @@ func (p *packer) node(snap *Snapshot, z *Zone, n *node, loc []wireLoc, a *wireAr
 	// The answer of a name that is neither at nor below a zone cut or a
 	// DNAME (other than DNAME at itself) is its RRset, with the
 	// additional data of its targets: Lookup is needed only for the rest.
-	direct := n.flags&flagCut == 0 && !z.occluded(n.name)
+	name := z.name(n)
+	direct := n.flags&flagCut == 0 && !z.occluded(name)
 	r := &p.r
-	for i := range n.sets {
-		set := &n.sets[i]
-		if set.typ == dns.TypeDS && n == z.apex {
+	sets := z.setsOf(n)
+	for i := range sets {
+		set := &sets[i]
+		if set.typ == dns.TypeDS && n == z.apex() {
 			continue // answered from the parent zone when it is served
 		}
 		if direct {
@@ -229,13 +239,13 @@ func (p *packer) node(snap *Snapshot, z *Zone, n *node, loc []wireLoc, a *wireAr
 				snap.additional(r)
 			}
 		} else {
-			snap.Lookup(n.name, set.typ, r)
+			snap.Lookup(name, set.typ, r)
 		}
-		targets, ok := selfContained(z, n, set.typ, r)
+		targets, ok := selfContained(z, name, set.typ, r)
 		if !ok {
 			continue
 		}
-		msg, ok := p.pack(n.name, set.typ, r)
+		msg, ok := p.pack(name, set.typ, r)
 		if !ok {
 			continue
 		}
@@ -261,13 +271,14 @@ func (p *packer) appendAnswer(z *Zone, n *node, set *rrset, dst []dns.RR) []dns.
 		return z.appendSet(dst, n, set, "")
 	}
 	k := len(dst)
+	name := z.name(n)
 	data := z.rrData[set.off:]
 	for i := range int(set.n) {
 		ttl := binary.BigEndian.Uint32(data)
 		rdlen := int(binary.BigEndian.Uint16(data[4:]))
 		addr := net.IP(data[rrHeaderLen : rrHeaderLen+rdlen : rrHeaderLen+rdlen])
 		data = data[rrHeaderLen+rdlen:]
-		h := dns.RR_Header{Name: n.name, Rrtype: set.typ, Class: dns.ClassINET, Ttl: ttl, Rdlength: uint16(rdlen)}
+		h := dns.RR_Header{Name: name, Rrtype: set.typ, Class: dns.ClassINET, Ttl: ttl, Rdlength: uint16(rdlen)}
 		switch {
 		case set.typ == dns.TypeA && rdlen == net.IPv4len:
 			if i == len(p.as) {
@@ -363,10 +374,10 @@ func (p *packer) scratch(rr dns.RR) dns.RR {
 	return dns.Copy(rr)
 }
 
-// selfContained reports whether the lookup r of (n, qtype) in z alone used
-// no name outside z, and (targets) whether its additional section depends
-// on MX, NS or SRV targets inside z.
-func selfContained(z *Zone, n *node, qtype uint16, r *Response) (targets, ok bool) {
+// selfContained reports whether the lookup r of (name, qtype) in z alone
+// used no name outside z, and (targets) whether its additional section
+// depends on MX, NS or SRV targets inside z.
+func selfContained(z *Zone, name string, qtype uint16, r *Response) (targets, ok bool) {
 	switch r.Result {
 	case Success, NoData, NameError, Delegation:
 	default:
@@ -374,7 +385,7 @@ func selfContained(z *Zone, n *node, qtype uint16, r *Response) (targets, ok boo
 	}
 	for _, rr := range r.Answer {
 		h := rr.Header()
-		if h.Name != n.name || h.Rrtype != qtype {
+		if h.Name != name || h.Rrtype != qtype {
 			return false, false // a CNAME or DNAME chain
 		}
 		target, ok := additionalTarget(rr)
@@ -408,12 +419,12 @@ func (s *Snapshot) Precomputed(qname string, qtype uint16) []byte {
 	if qtype == dns.TypeDS && qname == z.Origin {
 		return nil
 	}
-	n := z.nodes[qname]
+	n := z.lookup(qname)
 	if n == nil {
 		return nil
 	}
-	for i := range n.sets {
-		if n.sets[i].typ != qtype {
+	for i, set := range z.setsOf(n) {
+		if set.typ != qtype {
 			continue
 		}
 		wi := n.first + uint32(i)

@@ -27,8 +27,8 @@ func TestPrecomputedMessages(t *testing.T) {
 			if !z.Precomputed() {
 				t.Fatalf("%s: no precomputed answers", z.Origin)
 			}
-			for name, n := range z.nodes {
-				for _, set := range n.sets {
+			for name, n := range z.allNodes() {
+				for _, set := range z.setsOf(n) {
 					if checkPrecomputed(t, s, name, set.typ) {
 						checked++
 					}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
@@ -20,13 +22,19 @@ type Zone struct {
 	Serial  uint32 // the SOA serial
 	Records int    // number of resource records (duplicates removed)
 
-	soa   *dns.SOA
-	neg   dns.RR // SOA for negative answers, TTL = min(SOA TTL, MINIMUM)
-	apex  *node
-	nodes map[string]*node // by canonical owner, empty non-terminals included
-	// sets holds every RRset, each node's contiguous (node.sets is a
-	// clipped slice of it); a set's index in it is its entry in
-	// wireSet.loc. rrData and objs hold the RRs (see records.go).
+	soa *dns.SOA
+	neg dns.RR // SOA for negative answers, TTL = min(SOA TTL, MINIMUM)
+	// The owner names, empty non-terminals included (see the Storage
+	// section of doc.go): nodes holds one node per name, the apex first,
+	// names their canonical names, and index finds a node by name (see
+	// nameIndex). None of the three holds a pointer, so the garbage
+	// collector does not scan them.
+	names string
+	nodes []node
+	index nameIndex
+	// sets holds every RRset, each node's contiguous, in the order of
+	// the nodes; a set's index in it is its entry in wireSet.loc. rrData
+	// and objs hold the RRs (see records.go).
 	sets   []rrset
 	rrData []byte
 	objs   []dns.RR
@@ -45,12 +53,14 @@ func (z *Zone) SOA() *dns.SOA { return z.soa }
 func (z *Zone) NegativeSOA() dns.RR { return z.neg }
 
 // node is one owner name. Each RRset is stored once, so that a later
-// stage can precompute the wire form of each (name, type).
+// stage can precompute the wire form of each (name, type). A node holds
+// no pointer: its name and RRsets are ranges of the zone's arrays.
 type node struct {
-	name  string  // canonical owner, shared by the RRs' headers
-	sets  []rrset // clipped slice of Zone.sets
-	first uint32  // index of sets[0] in Zone.sets
+	off   uint32 // its canonical name is Zone.names[off:off+len]
+	len   uint16
 	flags uint8
+	first uint32 // index of its first RRset in Zone.sets
+	nsets uint32 // number of RRsets
 }
 
 const (
@@ -70,7 +80,101 @@ type rrset struct {
 	obj bool
 }
 
-func (n *node) empty() bool { return len(n.sets) == 0 }
+func (n *node) empty() bool { return n.nsets == 0 }
+
+// name returns the canonical name of n, a node of z (a substring of
+// z.names: it does not allocate).
+func (z *Zone) name(n *node) string { return z.names[n.off : n.off+uint32(n.len)] }
+
+// setsOf returns the RRsets of n, a node of z (a clipped slice of z.sets).
+func (z *Zone) setsOf(n *node) []rrset {
+	return z.sets[n.first : n.first+n.nsets : n.first+n.nsets]
+}
+
+// apex returns the node of the zone's origin.
+func (z *Zone) apex() *node { return &z.nodes[0] }
+
+// lookup returns the node named name (canonical), or nil. It does not
+// allocate.
+func (z *Zone) lookup(name string) *node {
+	if i := z.index.find(name, hashName(name), z.nodes, z.names); i != 0 {
+		return &z.nodes[i-1]
+	}
+	return nil
+}
+
+// nameIndex finds the node of a name: an open-addressing hash table with
+// linear probing. An entry is hash<<32 | (node index + 1), 0 being an
+// empty slot; hash is hashName of the node's name, and it places the
+// entry: its home slot is hash*len/2^32, so that the table can be any
+// size, and grows or shrinks without reading a name. A probe compares a
+// name only when the hashes match. The table is at most maxLoad full.
+type nameIndex []uint64
+
+// maxLoad is the highest ratio of entries to slots of a nameIndex, in
+// tenths.
+const maxLoad = 7
+
+// nameSeed seeds the hash of owner names; entries of a nameIndex hold the
+// hash, so it is fixed for the process.
+var nameSeed = maphash.MakeSeed()
+
+// hashName returns the hash of a canonical name that a nameIndex holds.
+func hashName(name string) uint32 { return uint32(maphash.String(nameSeed, name)) }
+
+// newNameIndex returns an empty table for n entries.
+func newNameIndex(n int) nameIndex {
+	return make(nameIndex, max(8, n*10/maxLoad+1))
+}
+
+// home returns the slot at which the probe for hash h starts.
+func (x nameIndex) home(h uint32) int { return int(uint64(h) * uint64(len(x)) >> 32) }
+
+// find returns the node index + 1 of the node named name, whose hash is
+// h, or 0. nodes and names are the zone's (or the builder's).
+func (x nameIndex) find(name string, h uint32, nodes []node, names string) uint32 {
+	if len(x) == 0 {
+		return 0
+	}
+	for i := x.home(h); ; {
+		e := x[i]
+		if uint32(e>>32) == h {
+			n := &nodes[uint32(e)-1]
+			if int(n.len) == len(name) && names[n.off:n.off+uint32(n.len)] == name {
+				return uint32(e)
+			}
+		} else if e == 0 {
+			return 0
+		}
+		if i++; i == len(x) {
+			i = 0
+		}
+	}
+}
+
+// put stores the entry e (hash<<32 | index+1), which is not in x, in
+// the first free slot from its home.
+func (x nameIndex) put(e uint64) {
+	i := x.home(uint32(e >> 32))
+	for x[i] != 0 {
+		if i++; i == len(x) {
+			i = 0
+		}
+	}
+	x[i] = e
+}
+
+// resized returns a table of the entries of x, which are n, sized for
+// them and at most maxLoad full.
+func (x nameIndex) resized(n int) nameIndex {
+	y := newNameIndex(n)
+	for _, e := range x {
+		if e != 0 {
+			y.put(e)
+		}
+	}
+	return y
+}
 
 // dnssecType reports whether t may sit beside a CNAME (RFC 2181 section
 // 10.1, RFC 4035 section 2.5).
@@ -100,22 +204,28 @@ type builder struct {
 	file    string
 	origin  string
 	z       *Zone
+	hint    int         // the expected number of owner names
 	pending []pendingRR // RRs seen before the SOA told the origin
 	soaLine int
 	errs    []*Error
 	big     map[setKey]map[string]struct{}
 
+	// The nodes, their names and index, as in Zone (finish copies names
+	// and, when it has much slack, nodes). An empty non-terminal's name
+	// is a suffix of the name that made it.
+	names []byte
+	nodes []node
+	index nameIndex
+	// sets holds the RRsets of the nodes, each node's contiguous; adding
+	// an RRset to a node whose sets are not the last moves them to the
+	// end (zone files list an owner's records together, so this is rare),
+	// leaving a hole that finish drops when it copies the sets in node
+	// order.
+	sets []rrset
 	// last is the node of the previous RR (zone files list an owner's
-	// records together), lastParent the parent of the last new node.
-	last, lastParent *node
-	// Slabs for the many small objects of a large zone: nodes, and the
-	// first RRset of a node (later ones are appended on the heap).
-	// finish copies the sets into one exact array, so the set slabs
-	// become garbage. fullSlabs are the node slabs before nodeSlab: with
-	// it and the apex, every node in the order it was made.
-	nodeSlab  []node
-	fullSlabs [][]node
-	setSlab   []rrset
+	// records together), lastParent the parent of the last new node;
+	// -1 for none.
+	last, lastParent int
 
 	// The RRs, until finish copies them into the zone's: packed in arena
 	// (see buildArena), or as objects in objs, one list per object set.
@@ -123,16 +233,46 @@ type builder struct {
 	objs      [][]dns.RR
 	nsets     int      // RRsets
 	wireBytes int      // bytes of the packed RRs of non-object sets
-	cuts      []*node  // nodes with flagCut
+	cuts      []uint32 // nodes with flagCut
 	buf       []byte   // packStored's buffer
 	chain     []uint32 // finish's list of a set's arena positions
 }
 
-// slabSize is the number of elements of one builder slab.
-const slabSize = 1024
+// maxNodes is the largest number of owner names of a zone: node indexes
+// + 1 are 32 bits, and so are offsets into its names.
+const maxNodes = 1<<32 - 2
 
-func newBuilder(file string) *builder {
-	return &builder{file: file}
+// newBuilder returns a builder for the zone of file. hint is the number
+// of owner names expected (0 if unknown), such as the number of lines of
+// the file: the node array and the index are sized for it, so that a
+// large zone does not grow them step by step.
+func newBuilder(file string, hint int) *builder {
+	return &builder{file: file, hint: min(max(hint, 0), 1<<26), last: -1, lastParent: -1}
+}
+
+// nameHint returns the number of owner names to expect of a zone file
+// data: its number of lines (most records of a large zone are one line
+// each, with an owner of its own), at most one per 8 bytes, and at most
+// maxRecords when that is not 0 (a longer file is an error).
+func nameHint(data []byte, maxRecords int) int {
+	n := min(bytes.Count(data, []byte{'\n'})+1, len(data)/8)
+	if maxRecords > 0 {
+		n = min(n, maxRecords)
+	}
+	return n
+}
+
+// namesString returns b.names as a string without copying. Bytes once
+// appended to b.names are never written again (a new array is allocated
+// when it grows), so the string stays valid.
+func (b *builder) namesString() string {
+	return unsafe.String(unsafe.SliceData(b.names), len(b.names))
+}
+
+// nameOf returns the name of node i (a view of b.names; see namesString).
+func (b *builder) nameOf(i int) string {
+	n := &b.nodes[i]
+	return b.namesString()[n.off : n.off+uint32(n.len)]
 }
 
 func (b *builder) errorf(file string, line int, reason string) {
@@ -161,13 +301,10 @@ func (b *builder) add(rr dns.RR, file string, line int) {
 func (b *builder) start(soa *dns.SOA, line int) {
 	b.origin = canonicalName(soa.Hdr.Name)
 	b.soaLine = line
-	apex := &node{name: b.origin}
-	b.z = &Zone{
-		Origin: b.origin,
-		File:   b.file,
-		apex:   apex,
-		nodes:  map[string]*node{b.origin: apex},
-	}
+	b.z = &Zone{Origin: b.origin, File: b.file}
+	b.nodes = make([]node, 0, max(b.hint, 1))
+	b.index = newNameIndex(b.hint)
+	b.newNode(b.origin, hashName(b.origin), -1) // the apex, node 0
 }
 
 func (b *builder) insert(rr dns.RR, file string, line int) {
@@ -185,24 +322,33 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 		b.errorf(file, line, owner+" is outside the zone "+b.origin)
 		return
 	}
-	n := b.last
-	if n == nil || n.name != owner {
-		n = b.node(owner)
-		b.last = n
+	ni := b.last
+	if ni < 0 || b.nameOf(ni) != owner {
+		ni = b.node(owner)
+		if ni < 0 {
+			b.errorf(file, line, "more than "+strconv.Itoa(maxNodes)+" owner names")
+			return
+		}
+		b.last = ni
 	}
-	h.Name = n.name
+	// Until finish, the RR's owner is a view of b.names; finish names the
+	// RRs it keeps after the zone's names.
+	name := b.nameOf(ni)
+	h.Name = name
 	t := h.Rrtype
+	n := &b.nodes[ni]
 
 	if b.buf == nil {
 		b.buf = make([]byte, dns.MaxMsgSize)
 	}
 	rec, packed := packStored(rr, b.buf)
-	i := slices.IndexFunc(n.sets, func(s rrset) bool { return s.typ == t })
-	if i >= 0 && b.duplicate(n, i, rr, rec, packed) {
+	sets := b.sets[n.first : n.first+n.nsets]
+	i := slices.IndexFunc(sets, func(s rrset) bool { return s.typ == t })
+	if i >= 0 && b.duplicate(name, &sets[i], rr, rec, packed) {
 		return // RFC 2181 section 5: duplicate RRs are dropped
 	}
 	switch {
-	case t == dns.TypeSOA && n != b.z.apex:
+	case t == dns.TypeSOA && ni != 0:
 		b.errorf(file, line, "SOA record at "+owner+" is not at the zone apex "+b.origin)
 		return
 	case t == dns.TypeSOA && i >= 0:
@@ -211,7 +357,7 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 	case t == dns.TypeCNAME && i >= 0:
 		b.errorf(file, line, "more than one CNAME record at "+owner)
 		return
-	case t == dns.TypeCNAME && slices.ContainsFunc(n.sets, func(s rrset) bool { return !dnssecType(s.typ) }):
+	case t == dns.TypeCNAME && slices.ContainsFunc(sets, func(s rrset) bool { return !dnssecType(s.typ) }):
 		b.errorf(file, line, "CNAME record beside other data at "+owner+" (RFC 2181 section 10.1)")
 		return
 	case !dnssecType(t) && t != dns.TypeCNAME && n.flags&flagCNAME != 0:
@@ -230,34 +376,34 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 	case dns.TypeDNAME:
 		n.flags |= flagDNAME
 	case dns.TypeNS:
-		if n != b.z.apex && n.flags&flagCut == 0 {
+		if ni != 0 && n.flags&flagCut == 0 {
 			n.flags |= flagCut
-			b.cuts = append(b.cuts, n)
+			b.cuts = append(b.cuts, uint32(ni))
 		}
 	case dns.TypeSOA:
 		b.z.soa, _ = rr.(*dns.SOA)
 	}
 	if i < 0 {
-		if n.sets == nil {
-			if len(b.setSlab) == cap(b.setSlab) {
-				b.setSlab = make([]rrset, 0, slabSize)
-			}
-			b.setSlab = append(b.setSlab, rrset{typ: t})
-			n.sets = b.setSlab[len(b.setSlab)-1 : len(b.setSlab) : len(b.setSlab)]
-		} else {
-			n.sets = append(n.sets, rrset{typ: t})
+		if end := uint32(len(b.sets)); n.nsets > 0 && n.first+n.nsets != end {
+			// Move the node's sets to the end, where the new one goes.
+			b.sets = append(b.sets, b.sets[n.first:n.first+n.nsets]...)
+			n.first = end
+		} else if n.nsets == 0 {
+			n.first = end
 		}
-		i = len(n.sets) - 1
+		b.sets = append(b.sets, rrset{typ: t})
+		n.nsets++
+		i = int(n.nsets) - 1
 		b.nsets++
 	}
-	b.store(n, &n.sets[i], rr, rec, packed)
+	b.store(name, &b.sets[n.first+uint32(i)], rr, rec, packed)
 	b.z.Records++
 }
 
-// store adds rr to set, a set of n: packed (rec) in the arena, or as an
-// object when it did not pack, the set holds objects already, or the
-// arena is full.
-func (b *builder) store(n *node, set *rrset, rr dns.RR, rec []byte, packed bool) {
+// store adds rr to set, a set of the node named owner: packed (rec) in
+// the arena, or as an object when it did not pack, the set holds objects
+// already, or the arena is full.
+func (b *builder) store(owner string, set *rrset, rr dns.RR, rec []byte, packed bool) {
 	if packed && !set.obj {
 		if pos, ok := b.arena.add(set.off, rec); ok {
 			set.off = pos
@@ -266,18 +412,18 @@ func (b *builder) store(n *node, set *rrset, rr dns.RR, rec []byte, packed bool)
 			return
 		}
 	}
-	b.toObjects(n, set)
+	b.toObjects(owner, set)
 	b.objs[set.off] = append(b.objs[set.off], rr)
 	set.n++
 }
 
-// toObjects turns set, a set of n, into an object set: its RRs are
-// unpacked from the arena into a list of b.objs.
-func (b *builder) toObjects(n *node, set *rrset) {
+// toObjects turns set, a set of the node named owner, into an object
+// set: its RRs are unpacked from the arena into a list of b.objs.
+func (b *builder) toObjects(owner string, set *rrset) {
 	if set.obj {
 		return
 	}
-	list := b.unpackSet(n, set, make([]dns.RR, 0, set.n+1))
+	list := b.unpackSet(owner, set, make([]dns.RR, 0, set.n+1))
 	for _, rr := range list {
 		b.wireBytes -= rrHeaderLen + int(rr.Header().Rdlength)
 	}
@@ -286,17 +432,18 @@ func (b *builder) toObjects(n *node, set *rrset) {
 	b.objs = append(b.objs, list)
 }
 
-// unpackSet appends the RRs of set, a set of n, to dst, in the order they
-// were added: the stored objects, or new RRs unpacked from the arena.
-func (b *builder) unpackSet(n *node, set *rrset, dst []dns.RR) []dns.RR {
+// unpackSet appends the RRs of set, a set of the node named owner, to
+// dst, in the order they were added: the stored objects, or new RRs
+// unpacked from the arena.
+func (b *builder) unpackSet(owner string, set *rrset, dst []dns.RR) []dns.RR {
 	if set.obj {
 		return append(dst, b.objs[set.off]...)
 	}
 	b.chain = b.arena.chain(set.off, b.chain[:0])
 	for k := len(b.chain) - 1; k >= 0; k-- {
-		rr, _, err := unpackStored(b.arena.record(b.chain[k]), n.name, set.typ)
+		rr, _, err := unpackStored(b.arena.record(b.chain[k]), owner, set.typ)
 		if err != nil {
-			panic("zone: packed " + dns.TypeToString[set.typ] + " record of " + n.name + " does not unpack: " + err.Error())
+			panic("zone: packed " + dns.TypeToString[set.typ] + " record of " + owner + " does not unpack: " + err.Error())
 		}
 		dst = append(dst, rr)
 	}
@@ -358,16 +505,25 @@ func (a *buildArena) chain(pos uint32, dst []uint32) []uint32 {
 	return dst
 }
 
-// newNode returns a new node, from the node slab.
-func (b *builder) newNode(name string) *node {
-	if len(b.nodeSlab) == cap(b.nodeSlab) {
-		if b.nodeSlab != nil {
-			b.fullSlabs = append(b.fullSlabs, b.nodeSlab)
-		}
-		b.nodeSlab = make([]node, 0, slabSize)
+// newNode adds a node named name, whose hash is h, to the nodes and the
+// index and returns its index. The name is b.names[off:], or when off is
+// -1 it is appended to b.names. It returns -1 when the zone has
+// maxNodes nodes or its names 4 GiB.
+func (b *builder) newNode(name string, h uint32, off int) int {
+	if len(b.nodes) >= maxNodes || (off < 0 && len(b.names)+len(name) > 1<<32-1) {
+		return -1
 	}
-	b.nodeSlab = append(b.nodeSlab, node{name: name})
-	return &b.nodeSlab[len(b.nodeSlab)-1]
+	if off < 0 {
+		off = len(b.names)
+		b.names = append(b.names, name...)
+	}
+	if (len(b.nodes)+1)*10 > len(b.index)*maxLoad {
+		b.index = b.index.resized(2 * (len(b.nodes) + 1))
+	}
+	i := len(b.nodes)
+	b.nodes = append(b.nodes, node{off: uint32(off), len: uint16(len(name))})
+	b.index.put(uint64(h)<<32 | uint64(i+1))
+	return i
 }
 
 // noRdata reports whether rr was written without RDATA, which ZoneParser
@@ -399,11 +555,11 @@ func noRdata(rr dns.RR) bool {
 }
 
 // duplicate reports whether rr, packed as rec if packed, is already in
-// n.sets[i]. RRs compare as stored: as unpacked from their wire form, if
-// they have one. For the types whose duplicates are exactly the RRs with
-// the same packed RDATA (wireComparable), the packed forms are compared.
-func (b *builder) duplicate(n *node, i int, rr dns.RR, rec []byte, packed bool) bool {
-	set := &n.sets[i]
+// set, a set of the node named owner. RRs compare as stored: as unpacked
+// from their wire form, if they have one. For the types whose duplicates
+// are exactly the RRs with the same packed RDATA (wireComparable), the
+// packed forms are compared.
+func (b *builder) duplicate(owner string, set *rrset, rr dns.RR, rec []byte, packed bool) bool {
 	byWire := packed && !set.obj && wireComparable(set.typ)
 	rdata := ""
 	switch {
@@ -419,12 +575,12 @@ func (b *builder) duplicate(n *node, i int, rr dns.RR, rec []byte, packed bool) 
 		rdata = string(rec[4:])
 	case packed:
 		var err error
-		if rr, _, err = unpackStored(rec, n.name, set.typ); err != nil {
-			panic("zone: packed " + dns.TypeToString[set.typ] + " record of " + n.name + " does not unpack: " + err.Error())
+		if rr, _, err = unpackStored(rec, owner, set.typ); err != nil {
+			panic("zone: packed " + dns.TypeToString[set.typ] + " record of " + owner + " does not unpack: " + err.Error())
 		}
 	}
 	if set.n < bigSet {
-		for _, o := range b.unpackSet(n, set, nil) {
+		for _, o := range b.unpackSet(owner, set, nil) {
 			if dns.IsDuplicate(o, rr) {
 				return true
 			}
@@ -434,7 +590,7 @@ func (b *builder) duplicate(n *node, i int, rr dns.RR, rec []byte, packed bool) 
 	if b.big == nil {
 		b.big = map[setKey]map[string]struct{}{}
 	}
-	k := setKey{n.name, set.typ, byWire}
+	k := setKey{owner, set.typ, byWire}
 	m := b.big[k]
 	if m == nil {
 		m = make(map[string]struct{}, set.n)
@@ -444,7 +600,7 @@ func (b *builder) duplicate(n *node, i int, rr dns.RR, rec []byte, packed bool) 
 				m[string(b.arena.record(pos)[4:])] = struct{}{}
 			}
 		} else {
-			for _, o := range b.unpackSet(n, set, nil) {
+			for _, o := range b.unpackSet(owner, set, nil) {
 				m[rdataString(o)] = struct{}{}
 			}
 		}
@@ -472,26 +628,43 @@ func rdataString(rr dns.RR) string {
 	return strings.TrimPrefix(rr.String(), rr.Header().String())
 }
 
-// node returns the node for a canonical owner inside the zone, creating it
-// and any missing ancestors (empty non-terminals) up to the apex.
-func (b *builder) node(owner string) *node {
-	if n := b.z.nodes[owner]; n != nil {
-		return n
+// node returns the index of the node for a canonical owner inside the
+// zone, creating it and any missing ancestors (empty non-terminals) up to
+// the apex, or -1 when there are too many nodes.
+func (b *builder) node(owner string) int {
+	h := hashName(owner)
+	if i := b.index.find(owner, h, b.nodes, b.namesString()); i != 0 {
+		return int(i - 1)
 	}
-	n := b.newNode(owner)
-	b.z.nodes[owner] = n
-	for name := owner; name != b.origin && name != "."; {
-		name = parentName(name)
-		if p := b.lastParent; p != nil && p.name == name {
+	ni := b.newNode(owner, h, -1)
+	if ni < 0 {
+		return -1
+	}
+	// The ancestors' names are suffixes of the owner's.
+	off := int(b.nodes[ni].off)
+	for k := 0; ; {
+		if name := owner[k:]; name == b.origin || name == "." {
 			break
 		}
-		if p := b.z.nodes[name]; p != nil {
-			b.lastParent = p
+		next, end := dns.NextLabel(owner, k)
+		if end {
+			next = len(owner) - 1 // the root
+		}
+		k = next
+		name := owner[k:]
+		if p := b.lastParent; p >= 0 && b.nameOf(p) == name {
 			break
 		}
-		b.z.nodes[name] = b.newNode(name)
+		ph := hashName(name)
+		if p := b.index.find(name, ph, b.nodes, b.namesString()); p != 0 {
+			b.lastParent = int(p - 1)
+			break
+		}
+		if b.newNode(name, ph, off+k) < 0 {
+			return -1
+		}
 	}
-	return n
+	return ni
 }
 
 // finish checks the zone as a whole and returns it, or every problem found.
@@ -506,7 +679,8 @@ func (b *builder) finish() (*Zone, error) {
 		return nil, b.err()
 	}
 	z := b.z
-	if z.apex.set(dns.TypeNS) == nil {
+	apex := &b.nodes[0]
+	if !slices.ContainsFunc(b.sets[apex.first:apex.first+apex.nsets], func(s rrset) bool { return s.typ == dns.TypeNS }) {
 		b.errorf(b.file, 0, "no NS records at the zone apex "+z.Origin)
 	}
 	if len(b.errs) > 0 {
@@ -515,29 +689,38 @@ func (b *builder) finish() (*Zone, error) {
 	// What a referral sends is kept as objects (see records.go): the NS
 	// RRset of each cut, and the A and AAAA RRsets of its NS targets at
 	// or below the cut (the glue Zone.referral adds).
-	for _, c := range b.cuts {
-		set := c.set(dns.TypeNS)
-		b.toObjects(c, set)
+	for _, ci := range b.cuts {
+		c := &b.nodes[ci]
+		cname := b.nameOf(int(ci))
+		set := &b.sets[c.first+uint32(slices.IndexFunc(b.sets[c.first:c.first+c.nsets], func(s rrset) bool { return s.typ == dns.TypeNS }))]
+		b.toObjects(cname, set)
 		for _, rr := range b.objs[set.off] {
 			ns, ok := rr.(*dns.NS)
 			if !ok {
 				continue
 			}
 			t := canonicalName(ns.Ns)
-			if g := z.nodes[t]; g != nil && isSubdomain(t, c.name) {
-				for i := range g.sets {
-					if typ := g.sets[i].typ; typ == dns.TypeA || typ == dns.TypeAAAA {
-						b.toObjects(g, &g.sets[i])
+			if !isSubdomain(t, cname) {
+				continue
+			}
+			if gi := b.index.find(t, hashName(t), b.nodes, b.namesString()); gi != 0 {
+				g := &b.nodes[gi-1]
+				for i := range b.sets[g.first : g.first+g.nsets] {
+					gs := &b.sets[g.first+uint32(i)]
+					if gs.typ == dns.TypeA || gs.typ == dns.TypeAAAA {
+						b.toObjects(t, gs)
 					}
 				}
 			}
 		}
 	}
-	// Copy the RRsets and RRs into exact, contiguous arrays: fewer,
-	// larger objects for the GC, no slack, and the slabs, the arena and
-	// grown slices become garbage. The nodes are visited in the order
-	// they were made, the apex first, which is about the order of their
-	// RRs in the arena: it is read nearly in order.
+	// Copy the names, RRsets and RRs into exact, contiguous arrays: fewer,
+	// larger objects for the GC, no slack, and the arena and grown slices
+	// become garbage. The nodes are visited in the order they were made,
+	// the apex first, which is about the order of their RRs in the arena:
+	// it is read nearly in order. The RRs kept as objects are named after
+	// the zone's names (until now their owner was a view of b.names).
+	z.names = string(b.names)
 	nobjs := 0
 	for _, l := range b.objs {
 		nobjs += len(l)
@@ -545,16 +728,20 @@ func (b *builder) finish() (*Zone, error) {
 	sets := make([]rrset, 0, b.nsets)
 	data := make([]byte, 0, b.wireBytes)
 	objs := make([]dns.RR, 0, nobjs)
-	visit := func(n *node) {
-		if len(n.sets) == 0 {
-			n.sets = nil
-			return
+	for i := range b.nodes {
+		if i%yieldEvery == yieldEvery-1 {
+			yield()
 		}
+		n := &b.nodes[i]
 		o := len(sets)
-		for _, set := range n.sets {
+		for _, set := range b.sets[n.first : n.first+n.nsets] {
 			if set.obj {
 				l := b.objs[set.off]
 				set.off = uint32(len(objs))
+				name := z.names[n.off : n.off+uint32(n.len)]
+				for _, rr := range l {
+					rr.Header().Name = name
+				}
 				objs = append(objs, l...)
 			} else {
 				b.chain = b.arena.chain(set.off, b.chain[:0])
@@ -565,22 +752,20 @@ func (b *builder) finish() (*Zone, error) {
 			}
 			sets = append(sets, set)
 		}
-		n.sets = sets[o:len(sets):len(sets)]
-		n.first = uint32(o)
-	}
-	visit(z.apex)
-	i := 0
-	for _, slab := range append(b.fullSlabs, b.nodeSlab) {
-		for j := range slab {
-			if i++; i%yieldEvery == 0 {
-				yield()
-			}
-			visit(&slab[j])
-		}
+		n.first = uint32(o) // also for a node without sets: first never decreases
 	}
 	z.sets, z.rrData, z.objs = sets, data, objs
-	b.nodeSlab, b.fullSlabs, b.setSlab, b.last, b.lastParent = nil, nil, nil, nil, nil
-	b.arena, b.objs, b.cuts, b.buf, b.chain = buildArena{}, nil, nil, nil, nil
+	z.nodes, z.index = b.nodes, b.index
+	if cap(z.nodes)-len(z.nodes) > len(z.nodes)/8 {
+		// The hint was high: drop the slack.
+		z.nodes = append(make([]node, 0, len(z.nodes)), z.nodes...)
+	}
+	if want := len(newNameIndex(len(z.nodes))); len(z.index) > want+want/4 {
+		z.index = z.index.resized(len(z.nodes))
+	}
+	b.names, b.nodes, b.index, b.sets = nil, nil, nil, nil
+	b.arena, b.objs, b.cuts, b.buf, b.chain, b.big = buildArena{}, nil, nil, nil, nil, nil
+	z.soa.Hdr.Name = z.name(z.apex())
 	z.Serial = z.soa.Serial
 	neg := dns.Copy(z.soa)
 	neg.Header().Ttl = min(z.soa.Hdr.Ttl, z.soa.Minttl)
