@@ -399,7 +399,7 @@ func (s *Server) track(add func()) bool {
 // numReaders is the number of goroutines reading one UDP socket.
 func numReaders() int {
 	// One reader per usable core (GOMAXPROCS follows the CPU affinity and
-	// cgroup quota since Go 1.25; zone.Procs is it without the P a zone
+	// cgroup quota since Go 1.25; zone.Procs is it without the Ps a zone
 	// load adds while it runs), at most 4: for more cores, open more
 	// sockets with ListenUDP.
 	return max(1, min(zone.Procs(), 4))

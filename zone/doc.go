@@ -34,8 +34,10 @@
 // its RRsets in the zone's array of RRsets; an open-addressing hash table
 // of node indexes (hash/maphash) finds a node by name. The RRs are kept in
 // wire form in one byte array (records.go), but for the few that a
-// referral sends, kept as dns.RR objects. Lookups slice these arrays and
-// do not allocate. Each RRset has an index into the zone's precomputed
+// referral sends, kept as dns.RR objects. Finding a node or an RRset does
+// not allocate; Lookup unpacks the RRs it answers with (a referral, an
+// NXDOMAIN or a NODATA answer needs none), while the server's fast path
+// copies precomputed answers and unpacks nothing. Each RRset has an index into the zone's precomputed
 // wire-format answers (wire.go), which a copy of the parsed zone carries
 // (Zone.Precompute), so that the Loader can serve a zone as soon as it is
 // parsed and add the answers when they are built, without writing

@@ -17,9 +17,11 @@ import (
 //     queue, from where the scheduler takes it back before it polls the
 //     network, so a listener woken by a packet ran only when the runtime's
 //     monitor polled the network, every 10ms: latency rose in a 10ms
-//     sawtooth for the whole load. So a load runs with one P more than
-//     before (GOMAXPROCS+1): a P is always free, and its thread waits in
-//     the network poller and takes a packet at once.
+//     sawtooth for the whole load. So a load runs with two Ps more than
+//     before (GOMAXPROCS+loadExtraProcs): one for the loader, one for the
+//     GC's dedicated mark worker should a cycle start meanwhile (it holds
+//     a P for its whole mark phase), so that a P is always free and its
+//     thread waits in the network poller and takes a packet at once.
 //   - The operating system. The loader's threads then compete with the
 //     listeners' for the cores at equal priority, and a thread that wakes
 //     may wait for the running one's time slice (milliseconds). So the
@@ -51,6 +53,9 @@ import (
 // loadGCPercent is the GC target while zones load.
 const loadGCPercent = 400
 
+// loadExtraProcs is how many Ps a load adds (see above).
+const loadExtraProcs = 2
+
 var loads struct {
 	mu     sync.Mutex
 	n      int  // loads in progress
@@ -73,7 +78,7 @@ func beginLoad() (end func(release bool)) {
 			debug.SetGCPercent(gc)
 		}
 		procs := runtime.GOMAXPROCS(0)
-		runtime.GOMAXPROCS(procs + 1)
+		runtime.GOMAXPROCS(procs + loadExtraProcs)
 		loads.raised, loads.gc, loads.procs = true, gc, procs
 	}
 	loads.n++
@@ -111,7 +116,7 @@ func restoreProcs(procs int) {
 	}
 }
 
-// Procs returns GOMAXPROCS as it is outside loads: a load raises it by one
+// Procs returns GOMAXPROCS as it is outside loads: a load raises it by two
 // while it runs (see above), so code that sizes itself by the number of
 // cores (one UDP socket per core) asks here rather than the runtime.
 func Procs() int {

@@ -29,8 +29,8 @@ func TestLoadSettings(t *testing.T) {
 	if got := gogc(t); got != loadGCPercent {
 		t.Fatalf("GOGC during a load = %d, want %d", got, loadGCPercent)
 	}
-	if got := runtime.GOMAXPROCS(0); got != procs+1 {
-		t.Fatalf("GOMAXPROCS during a load = %d, want %d+1", got, procs)
+	if got := runtime.GOMAXPROCS(0); got != procs+loadExtraProcs {
+		t.Fatalf("GOMAXPROCS during a load = %d, want %d+%d", got, procs, loadExtraProcs)
 	}
 	if got := Procs(); got != procs {
 		t.Fatalf("Procs during a load = %d, want %d (as outside)", got, procs)
