@@ -57,19 +57,34 @@ const loadGCPercent = 400
 const loadExtraProcs = 2
 
 var loads struct {
-	mu     sync.Mutex
-	n      int  // loads in progress
-	raised bool // GC target and Ps raised; the fields below restore them
-	gc     int  // GC percent before
-	procs  int  // GOMAXPROCS before
+	mu      sync.Mutex
+	n       int  // loads in progress
+	raised  bool // GC target and Ps raised; the fields below restore them
+	gc      int  // GC percent before
+	procs   int  // GOMAXPROCS before
+	garbage bool // a load that ended meanwhile parsed something
+	release bool // one of them asks for the memory to go back at once
 }
 
+// loadEnd is how a load ends.
+type loadEnd int
+
+const (
+	// endNothing: nothing was parsed (every file unchanged): no collection.
+	endNothing loadEnd = iota
+	// endCollect: collect the load's garbage.
+	endCollect
+	// endRelease: collect it and return the free memory to the operating
+	// system at once (debug.FreeOSMemory).
+	endRelease
+)
+
 // beginLoad sets the process up for a load (see above) and returns the
-// function that ends it, which must be called exactly once. With release,
-// the collection at the end also returns the free memory to the operating
-// system at once (debug.FreeOSMemory). Loads may overlap: the settings
-// return when the last one ends. Safe from any goroutine.
-func beginLoad() (end func(release bool)) {
+// function that ends it, which must be called exactly once. Loads may
+// overlap: the settings return when the last one ends, which collects the
+// garbage of all of them (if any parsed something) first. Safe from any
+// goroutine.
+func beginLoad() (end func(loadEnd)) {
 	loads.mu.Lock()
 	defer loads.mu.Unlock()
 	if !loads.raised {
@@ -82,17 +97,24 @@ func beginLoad() (end func(release bool)) {
 		loads.raised, loads.gc, loads.procs = true, gc, procs
 	}
 	loads.n++
-	return func(release bool) {
+	return func(how loadEnd) {
 		loads.mu.Lock()
 		loads.n--
+		loads.garbage = loads.garbage || how != endNothing
+		loads.release = loads.release || how == endRelease
 		last := loads.n == 0
+		garbage, release := loads.garbage, loads.release
+		if last {
+			loads.garbage, loads.release = false, false
+		}
 		loads.mu.Unlock()
 		if !last {
 			return
 		}
-		if release {
+		switch {
+		case release:
 			debug.FreeOSMemory()
-		} else {
+		case garbage:
 			runtime.GC()
 		}
 		loads.mu.Lock()

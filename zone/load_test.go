@@ -20,6 +20,17 @@ func gogc(t *testing.T) int {
 	return int(int64(s[0].Value.Uint64()))
 }
 
+// forcedGCs returns the number of GC cycles forced so far (runtime.GC).
+func forcedGCs(t *testing.T) uint64 {
+	t.Helper()
+	s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		t.Fatalf("/gc/cycles/forced:gc-cycles: kind %v", s[0].Value.Kind())
+	}
+	return s[0].Value.Uint64()
+}
+
 func TestLoadSettings(t *testing.T) {
 	prev := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(prev)
@@ -36,11 +47,11 @@ func TestLoadSettings(t *testing.T) {
 		t.Fatalf("Procs during a load = %d, want %d (as outside)", got, procs)
 	}
 	end2 := beginLoad() // overlapping load
-	end1(false)
+	end1(endCollect)
 	if got := gogc(t); got != loadGCPercent {
 		t.Fatalf("GOGC after the first of two loads ended = %d, want %d (one still runs)", got, loadGCPercent)
 	}
-	end2(false)
+	end2(endCollect)
 	if got := gogc(t); got != 100 {
 		t.Fatalf("GOGC after both loads = %d, want 100 again", got)
 	}
@@ -55,7 +66,7 @@ func TestLoadSettings(t *testing.T) {
 		if got := gogc(t); got != p && !(p < 0 && got < 0) {
 			t.Errorf("GOGC=%d: %d during a load", p, got)
 		}
-		end(true)
+		end(endRelease)
 		if got := gogc(t); got != p && !(p < 0 && got < 0) {
 			t.Errorf("GOGC=%d: %d after a load", p, got)
 		}
@@ -90,6 +101,24 @@ func TestLoaderSettings(t *testing.T) {
 		t.Fatalf("ReloadServing: changed=%v, %v", changed, err)
 	}
 	l.bg.Wait()
+	forced := forcedGCs(t)
+	if changed, err := l.ReloadServing(); err != nil || changed {
+		t.Fatalf("ReloadServing of an unchanged file: changed=%v, %v", changed, err)
+	}
+	l.bg.Wait()
+	if n := forcedGCs(t) - forced; n != 0 {
+		t.Errorf("a reload that parsed nothing forced %d GC cycles, want 0", n)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gc.example.zone"), []byte(data+"www A 192.0.2.3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.ReloadServing(); err != nil {
+		t.Fatal(err)
+	}
+	l.bg.Wait()
+	if n := forcedGCs(t) - forced; n != 1 {
+		t.Errorf("a reload that parsed a file forced %d GC cycles, want 1", n)
+	}
 	if got := runtime.GOMAXPROCS(0); got != procs {
 		t.Fatalf("GOMAXPROCS after ReloadServing's background work = %d, want %d", got, procs)
 	}

@@ -69,7 +69,7 @@ type FileStatus struct {
 // through Snapshot.Lookup, as Snapshot.Precomputed has nothing for them
 // yet), then, once built, copies of them that hold the precomputed answers
 // (Zone.Precompute). No published snapshot or zone is ever written. While
-// a reload runs the GC target is raised (see gc.go). After the first load
+// a reload runs the GC target is raised (see load.go). After the first load
 // of a large set of zones (memoryReleaseRecords records or more, nothing
 // served before it) the loader returns the parser's garbage to the
 // operating system at once (debug.FreeOSMemory), so that the resident size
@@ -87,8 +87,11 @@ type Loader struct {
 	trigger chan struct{}
 	bg      sync.WaitGroup // background precomputation (ReloadServing)
 
-	mu    sync.Mutex // serialises reloads and guards files
+	mu    sync.Mutex // serialises reloads and guards files and parsed
 	files map[string]*fileState
+	// parsed records that a file was parsed (successfully or not) since
+	// the last time a reload read it: the load made garbage to collect.
+	parsed bool
 }
 
 // memoryReleaseRecords is the number of records loaded at once from which
@@ -139,10 +142,11 @@ func (l *Loader) Reload() (changed bool, err error) {
 	l.mu.Lock()
 	first := l.first()
 	changed, loaded, err := l.reloadLocked()
+	how := l.endOf(first, loaded)
 	todo := l.unprecomputed()
 	l.mu.Unlock()
 	l.precompute(todo)
-	end(release(first, loaded))
+	end(how)
 	return changed, err
 }
 
@@ -156,13 +160,14 @@ func (l *Loader) ReloadServing() (changed bool, err error) {
 	defer l.mu.Unlock()
 	first := l.first()
 	changed, loaded, err := l.reloadLocked()
+	how := l.endOf(first, loaded)
 	if todo := l.unprecomputed(); len(todo) > 0 {
 		l.bg.Go(func() {
 			l.precompute(todo)
-			end(release(first, loaded))
+			end(how)
 		})
 	} else {
-		end(release(first, loaded))
+		end(how)
 	}
 	return changed, err
 }
@@ -232,11 +237,21 @@ func (l *Loader) precompute(todo []pendingZone) {
 	}
 }
 
-// release reports whether the end of a load returns the free memory to
-// the operating system at once: after the first load (nothing served
-// before it) of memoryReleaseRecords records or more.
-func release(first bool, loaded int) bool {
-	return first && loaded >= memoryReleaseRecords
+// endOf returns how the load that just loaded records ends: with no
+// collection if it parsed nothing (a rescan that found every file
+// unchanged), and returning the free memory to the operating system at
+// once after the first load (nothing served before it) of
+// memoryReleaseRecords records or more. l.mu must be held.
+func (l *Loader) endOf(first bool, loaded int) loadEnd {
+	parsed := l.parsed
+	l.parsed = false
+	switch {
+	case !parsed:
+		return endNothing
+	case first && loaded >= memoryReleaseRecords:
+		return endRelease
+	}
+	return endCollect
 }
 
 // reloadLocked reloads and publishes the zones; it returns whether the
@@ -318,6 +333,7 @@ func (l *Loader) loadFile(path string) (int, error) {
 	if st.sum == fingerprint(dataSum, st.includes) && (st.zone != nil || st.err != nil) {
 		return 0, st.err // unchanged: neither reparsed nor logged again
 	}
+	l.parsed = true
 	z, includes, perr := parseData(data, path, filepath.Dir(path), 0, l.workers())
 	st.includes = includes
 	st.sum = fingerprint(dataSum, includes)
