@@ -82,13 +82,7 @@ awk -v n=$NAMES -v q=$NQUERIES 'BEGIN {
 	}
 }' >"$W/queries"
 if [ $WITH_BIG = 1 ]; then
-	awk 'BEGIN {
-		print "$ORIGIN big.test.\n$TTL 3600"
-		print "@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300"
-		print "@ IN NS ns1\nns1 IN A 192.0.2.1"
-		for (i = 1; i <= 999997; i++)
-			printf "h%d IN A 10.%d.%d.%d\n", i, int(i/65536)%256, int(i/256)%256, i%256
-	}' >"$W/big/big.test.zone"
+	write_big_zone "$W/big/big.test.zone"
 fi
 
 # --- servers -----------------------------------------------------------------

@@ -61,3 +61,15 @@ knot_conf() {
 	    file: $5
 	CONF
 }
+
+# write_big_zone FILE: the 1,000,000-record zone big.test. (the SOA, one NS,
+# its address and 999,997 names with one A record each).
+write_big_zone() {
+	awk 'BEGIN {
+		print "$ORIGIN big.test.\n$TTL 3600"
+		print "@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300"
+		print "@ IN NS ns1\nns1 IN A 192.0.2.1"
+		for (i = 1; i <= 999997; i++)
+			printf "h%d IN A 10.%d.%d.%d\n", i, int(i/65536)%256, int(i/256)%256, i%256
+	}' >"$1"
+}

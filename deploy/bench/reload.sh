@@ -48,13 +48,7 @@ echo "# building anyns" >&2
 (cd "$REPO" && go build -o "$W/anyns" ./cmd/anyns)
 
 mkdir -p "$W/zones"
-awk 'BEGIN {
-	print "$ORIGIN big.test.\n$TTL 3600"
-	print "@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300"
-	print "@ IN NS ns1\nns1 IN A 192.0.2.1"
-	for (i = 1; i <= 999997; i++)
-		printf "h%d IN A 10.%d.%d.%d\n", i, int(i/65536)%256, int(i/256)%256, i%256
-}' >"$W/big.test.zone.orig"
+write_big_zone "$W/big.test.zone.orig"
 awk 'BEGIN {
 	srand(11)
 	for (i = 0; i < 200000; i++) {
