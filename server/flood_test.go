@@ -104,7 +104,11 @@ func TestRRLFlood(t *testing.T) {
 	}()
 
 	// Meanwhile: another /24 at 25 queries a second, the exempt /24 at
-	// well over the limit, TCP from the flooded /24.
+	// well over the limit, TCP from the flooded /24. Each asks again once
+	// after a timeout, as a resolver would: on a loaded machine the flood
+	// can fill the socket buffer, and the kernel then drops a datagram
+	// before the server sees it (RRL limiting these clients would show as
+	// TC answers or drops on the second try too).
 	legit := func(from string, n int, pause time.Duration) (ok int) {
 		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(from)}, server)
 		if err != nil {
@@ -115,26 +119,34 @@ func TestRRLFlood(t *testing.T) {
 		for i := range n {
 			m := question("www.example.com.", dns.TypeA)
 			m.Id = uint16(i)
-			if _, err := c.Write(pack(t, m)); err != nil {
-				t.Fatal(err)
-			}
-			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			k, err := c.Read(buf)
-			if err == nil {
-				r := unpack(t, buf[:k])
-				if r.Id == uint16(i) && !r.Truncated && len(r.Answer) > 0 {
-					ok++
+			for try := 0; try < 2; try++ {
+				if _, err := c.Write(pack(t, m)); err != nil {
+					t.Fatal(err)
 				}
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				k, err := c.Read(buf)
+				if ne, isNet := err.(net.Error); isNet && ne.Timeout() {
+					continue
+				}
+				if err == nil {
+					r := unpack(t, buf[:k])
+					if r.Id == uint16(i) && !r.Truncated && len(r.Answer) > 0 {
+						ok++
+					}
+				}
+				break
 			}
 			time.Sleep(pause) // pacing of the load, not an outcome
 		}
 		return ok
 	}
-	if got := legit("127.0.1.1", 25, 40*time.Millisecond); got != 25 {
-		t.Errorf("another /24: %d of 25 answered during the flood", got)
+	otherOK := legit("127.0.1.1", 25, 40*time.Millisecond)
+	if otherOK != 25 {
+		t.Errorf("another /24: %d of 25 answered during the flood", otherOK)
 	}
-	if got := legit("127.0.2.1", 300, 0); got != 300 {
-		t.Errorf("exempt /24: %d of 300 answered during the flood", got)
+	exemptOK := legit("127.0.2.1", 300, 0)
+	if exemptOK != 300 {
+		t.Errorf("exempt /24: %d of 300 answered during the flood", exemptOK)
 	}
 	tc := dialFrom(t, "127.0.0.2", addr)
 	if !answers(t, tc, 9) {
@@ -155,7 +167,10 @@ func TestRRLFlood(t *testing.T) {
 		}
 		return still >= 20 // 100ms without a query
 	})
-	in := int(last-before.QueriesUDP) - 25 - 300
+	// The flood's queries the server read: the others it read were the
+	// legitimate clients' answered ones (a query of theirs the kernel
+	// dropped was asked again).
+	in := int(last-before.QueriesUDP) - otherOK - exemptOK
 	for _, c := range socks {
 		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	}
