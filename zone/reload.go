@@ -178,8 +178,9 @@ func (l *Loader) first() bool {
 }
 
 // workers is the number of goroutines a load may keep busy: every core
-// (GOMAXPROCS) while nothing serves yet, one less once zones serve, so that
-// the listeners always find a free core during a reload.
+// (Procs: GOMAXPROCS without the Ps a load adds) while nothing serves
+// yet, one less once zones serve, so that the listeners always find a
+// free core during a reload.
 func (l *Loader) workers() int {
 	n := Procs()
 	if len(l.store.Load().Zones()) > 0 {
