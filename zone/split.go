@@ -3,69 +3,72 @@ package zone
 import (
 	"bytes"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
 
-// Parallel parsing of large zone files.
+// Parsing large zone files fast.
 //
 // A large file is cut into parts at the start of entries whose owner is
-// written out (a line that starts, outside parentheses and quotes, with
-// neither blank, ';' nor '$'), and each part after the first is parsed by
-// its own ZoneParser, fed first with the file's $ORIGIN and $TTL
-// directives, while the first part is parsed and inserted as usual; the
-// later parts' RRs are then inserted in file order, so the builder sees
-// exactly what a sequential parse gives it. This is only done when the
-// parts cannot depend on each other: every directive is $ORIGIN or $TTL,
-// all of them come before the first cut, and a $TTL is among them (without
-// one, a record's TTL defaults to the previous record's). If any part
-// fails to parse, or the file has more than maxRecords records, the file is
-// parsed again sequentially, which reports the problems as before.
+// written out (a line that starts, outside parentheses, quotes and
+// escapes, with neither blank, ';', '(' nor '$'). Each part is parsed by
+// its own ZoneParser, the parts after the first fed first with the file's
+// $ORIGIN and $TTL directives; a few goroutines parse the parts, while the
+// caller's goroutine inserts their RRs in file order, part by part, as
+// they are ready, so that the builder sees exactly what a sequential parse
+// gives it. The parts are read through a plain byte reader: without the
+// lineReader's tracking, the RRs have no line (0).
+//
+// This is only done when the parts cannot depend on each other: every
+// directive is $ORIGIN or $TTL, all of them come before the first cut, a
+// $TTL is among them (without one, a record's TTL defaults to the previous
+// record's), and no other '$' starts or sits in a token outside quotes
+// and comments (so nothing can be taken for $GENERATE or $INCLUDE). If
+// anything fails (a part does not parse, the builder finds a problem, or
+// the file has more than maxRecords records), the file is parsed again
+// sequentially through the lineReader, which reports every problem with
+// its file and line, as for any other file.
 
 const (
 	// splitMin is the size of a zone file from which it is parsed in
-	// parallel.
+	// parts.
 	splitMin = 4 << 20
+	// partsPerWorker is how many parts a file is cut into per parsing
+	// goroutine: small parts let the builder start early and keep the
+	// goroutines evenly busy.
+	partsPerWorker = 4
 	// splitMaxParts bounds the number of parts.
-	splitMaxParts = 8
+	splitMaxParts = 32
 )
 
-// splitPart is one part of a file to parse: its bytes, the line it starts
-// on, and the directives to replay before it.
-type splitPart struct {
-	data []byte
-	line int
-}
+// splitSpecial marks the bytes splitZone stops at outside quotes and
+// comments; all others are skipped.
+var splitSpecial = [256]bool{'\n': true, ';': true, '(': true, ')': true, '\\': true, '"': true, '$': true}
 
 // splitZone returns the directives (to replay before each later part) and
-// the parts of data, or ok false when data must be parsed sequentially.
-func splitZone(data []byte, parts int) (prelude []byte, out []splitPart, ok bool) {
+// up to parts parts of data, or ok false when data must be parsed
+// sequentially (see the comment at the top of this file).
+func splitZone(data []byte, parts int) (prelude []byte, out [][]byte, ok bool) {
 	var (
-		depth        int
-		quote, esc   bool
-		comment      bool
-		line         = 1
-		haveTTL      bool
-		lastDirEnd   int
-		directiveCnt int
-		cuts         []int // offsets of owner lines usable as cuts
-		cutLines     []int
+		depth   int
+		cuts    []int // offsets of owner lines at which data is cut
+		n       = len(data)
+		i       int
+		start   = true // i is at the start of a line
+		haveTTL bool
 	)
-	want := make([]int, 0, parts)
-	for i := 1; i < parts; i++ {
-		want = append(want, len(data)*i/parts)
-	}
-	atLineStart := true
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		if atLineStart {
-			atLineStart = false
-			if depth == 0 && !quote && !esc {
-				switch c {
+	// nextCut is the offset from which the next cut is taken.
+	nextCut := func() int { return n * (len(cuts) + 1) / parts }
+	for i < n {
+		if start {
+			start = false
+			if depth == 0 {
+				switch data[i] {
 				case '$':
 					end := bytes.IndexByte(data[i:], '\n')
 					if end < 0 {
-						end = len(data) - i
+						end = n - i
 					}
 					dl := data[i : i+end]
 					name := dl
@@ -79,153 +82,198 @@ func splitZone(data []byte, parts int) (prelude []byte, out []splitPart, ok bool
 					default:
 						return nil, nil, false // $INCLUDE, $GENERATE, ...
 					}
-					if bytes.ContainsAny(dl, "\"()\\") {
-						return nil, nil, false
-					}
-					if len(cuts) > 0 {
-						return nil, nil, false // a directive after a cut
+					if len(cuts) > 0 || bytes.ContainsAny(dl, "\"()\\") || bytes.IndexByte(dl[1:], '$') >= 0 {
+						return nil, nil, false // a directive after a cut, or not plain
 					}
 					prelude = append(append(prelude, dl...), '\n')
-					directiveCnt++
-					i += end // at the '\n' (or the end)
-					line++
-					lastDirEnd = i
-					atLineStart = true
+					i += end + 1
+					start = true
 					continue
-				case ' ', '\t', '\r', '\n', ';', '(', ')', '"':
+				case ' ', '\t', '\r', '\n', ';', '(', ')', '"', '\\':
 				default:
-					if len(cuts) < len(want) && i >= want[len(cuts)] && i > lastDirEnd {
+					if len(cuts) < parts-1 && i >= nextCut() {
 						cuts = append(cuts, i)
-						cutLines = append(cutLines, line)
 					}
 				}
 			}
 		}
-		switch {
-		case comment:
-			if c == '\n' {
-				comment = false
-			}
-		case esc:
-			esc = false
-		case quote:
-			switch c {
-			case '\\':
-				esc = true
-			case '"':
-				quote = false
-			}
-		default:
-			switch c {
-			case ';':
-				comment = true
-			case '(':
-				depth++
-			case ')':
-				if depth > 0 {
-					depth--
-				}
-			case '\\':
-				esc = true
-			case '"':
-				quote = true
-			}
+		for i < n && !splitSpecial[data[i]] {
+			i++
 		}
-		if c == '\n' {
-			line++
-			atLineStart = true
+		if i >= n {
+			break
+		}
+		switch data[i] {
+		case '\n':
+			start = true
+			i++
+		case ';':
+			if j := bytes.IndexByte(data[i:], '\n'); j >= 0 {
+				i += j // the newline ends the comment and starts a line
+			} else {
+				i = n
+			}
+		case '(':
+			depth++
+			i++
+		case ')':
+			if depth > 0 {
+				depth--
+			}
+			i++
+		case '\\':
+			i += 2 // the escaped byte, even a newline, continues the token
+		case '"':
+			for i++; i < n && data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			i++ // past the closing quote
+		case '$':
+			return nil, nil, false // may be read as a directive
 		}
 	}
-	if !haveTTL || len(cuts) == 0 {
+	if !haveTTL {
 		return nil, nil, false
 	}
-	start, startLine := 0, 1
-	for k, cut := range cuts {
-		out = append(out, splitPart{data: data[start:cut], line: startLine})
-		start, startLine = cut, cutLines[k]-directiveCnt
+	from := 0
+	for _, cut := range cuts {
+		out = append(out, data[from:cut])
+		from = cut
 	}
-	out = append(out, splitPart{data: data[start:], line: startLine})
-	return prelude, out, true
+	return prelude, append(out, data[from:]), true
 }
 
 // parseData parses a zone held in memory (see parse), on up to workers
 // goroutines when it is large.
 func parseData(data []byte, path, dir string, maxRecords, workers int) (*Zone, []string, error) {
-	parts := min(workers, splitMaxParts)
-	if len(data) >= splitMin && parts > 1 {
-		if z, ok := parseSplit(data, path, dir, maxRecords, parts); ok {
+	if len(data) >= splitMin {
+		parts := 1
+		if workers > 1 {
+			parts = min(workers*partsPerWorker, splitMaxParts)
+		}
+		if z, ok := parseSplit(data, path, maxRecords, workers, parts); ok {
 			return z, nil, nil
 		}
 	}
 	return parse(data, path, dir, maxRecords)
 }
 
-// parsedRR is an RR of a later part, with where it was read.
-type parsedRR struct {
-	rr   dns.RR
-	line int
+// parsedPart is the outcome of parsing one part.
+type parsedPart struct {
+	done chan struct{} // closed when rrs and ok are set
+	rrs  []dns.RR
+	ok   bool
 }
 
-// parseSplit parses data in parts (see the comment at the top of this
-// file); ok is false when the caller must parse it sequentially.
-func parseSplit(data []byte, path, dir string, maxRecords, parts int) (*Zone, bool) {
-	prelude, ps, ok := splitZone(data, parts)
+// parseSplit parses data in up to parts parts on workers goroutines (see
+// the comment at the top of this file); ok is false when the caller must
+// parse it sequentially.
+func parseSplit(data []byte, path string, maxRecords, workers, parts int) (*Zone, bool) {
+	prelude, ps, ok := splitZone(data, max(parts, 1))
 	if !ok {
 		return nil, false
 	}
-	rest := make([][]parsedRR, len(ps))
-	failed := make([]bool, len(ps))
-	var wg sync.WaitGroup
-	for i := 1; i < len(ps); i++ {
-		wg.Go(func() {
-			p := ps[i]
-			src := make([]byte, 0, len(prelude)+len(p.data))
-			src = append(append(src, prelude...), p.data...)
-			out := make([]parsedRR, 0, len(p.data)/24)
-			failed[i] = !parsePart(src, path, p.line, func(rr dns.RR, line int) {
-				out = append(out, parsedRR{rr, line})
-			})
-			rest[i] = out
-		})
-	}
 	b := newBuilder(path, nameHint(data, maxRecords))
 	n := 0
-	failed[0] = !parsePart(ps[0].data, path, 1, func(rr dns.RR, line int) {
-		n++
-		b.add(rr, path, line)
-	})
-	wg.Wait()
-	for i := range ps {
-		if failed[i] {
+	// add adds rrs to b, in order, and reports whether all is well.
+	add := func(rrs []dns.RR) bool {
+		if n += len(rrs); maxRecords > 0 && n > maxRecords {
+			return false
+		}
+		b.addAll(rrs, path, nil)
+		return len(b.errs) == 0
+	}
+	if workers <= 1 || len(ps) == 1 {
+		buf := make([]dns.RR, 0, yieldEvery)
+		for i, p := range ps {
+			if i > 0 {
+				p = append(append(make([]byte, 0, len(prelude)+len(p)), prelude...), p...)
+			}
+			ok := parsePart(p, path, func(rr dns.RR) bool {
+				if buf = append(buf, rr); len(buf) < cap(buf) {
+					return true
+				}
+				ok := add(buf)
+				buf = buf[:0]
+				return ok
+			})
+			if !ok || !add(buf) {
+				return nil, false
+			}
+			buf = buf[:0]
+		}
+		return finishSplit(b)
+	}
+
+	out := make([]parsedPart, len(ps))
+	for i := range out {
+		out[i].done = make(chan struct{})
+	}
+	var (
+		next atomic.Int64
+		stop atomic.Bool
+		wg   sync.WaitGroup
+	)
+	defer wg.Wait()
+	defer stop.Store(true)
+	for range min(workers, len(ps)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ps) {
+					return
+				}
+				p := &out[i]
+				if !stop.Load() {
+					src := ps[i]
+					if i > 0 {
+						src = append(append(make([]byte, 0, len(prelude)+len(src)), prelude...), src...)
+					}
+					rrs := make([]dns.RR, 0, len(src)/24)
+					p.ok = parsePart(src, path, func(rr dns.RR) bool {
+						rrs = append(rrs, rr)
+						return len(rrs)%yieldEvery != 0 || !stop.Load()
+					})
+					p.rrs = rrs
+				}
+				close(p.done)
+			}
+		})
+	}
+	for i := range out {
+		p := &out[i]
+		<-p.done
+		if !p.ok {
 			return nil, false
 		}
-		n += len(rest[i])
-	}
-	if maxRecords > 0 && n > maxRecords {
-		return nil, false
-	}
-	for i := 1; i < len(ps); i++ {
-		for _, p := range rest[i] {
-			b.add(p.rr, path, p.line)
+		for rrs := p.rrs; len(rrs) > 0; rrs = rrs[min(len(rrs), yieldEvery):] {
+			if !add(rrs[:min(len(rrs), yieldEvery)]) {
+				return nil, false
+			}
+			yield()
 		}
-		rest[i] = nil
+		p.rrs = nil
 	}
+	return finishSplit(b)
+}
+
+// finishSplit finishes the zone of b, or reports that it must be parsed
+// again to report its problems.
+func finishSplit(b *builder) (*Zone, bool) {
 	z, err := b.finish()
 	if err != nil {
-		return nil, false // reported with the sequential parse's errors
+		return nil, false // reported by the sequential parse
 	}
 	return z, true
 }
 
-// parsePart parses src, whose first line is line firstLine of path, with
-// $INCLUDE refused, calling add for every RR; it reports whether src
-// parsed without error.
-func parsePart(src []byte, path string, firstLine int, add func(dns.RR, int)) bool {
-	t := &tracker{names: map[string]string{}}
-	lr := newDataLineReader(t, src, path)
-	lr.line, lr.entry = firstLine, firstLine
-	t.cur = lr
-	zp := dns.NewZoneParser(lr, originFromFileName(path), path)
+// parsePart parses src with $INCLUDE refused, calling add for every RR
+// until it returns false; it reports whether src parsed to its end
+// without error and add took every RR.
+func parsePart(src []byte, path string, add func(dns.RR) bool) bool {
+	zp := dns.NewZoneParser(bytes.NewReader(src), originFromFileName(path), path)
 	zp.SetDefaultTTL(defaultTTL)
 	zp.SetIncludeAllowed(false)
 	for i := 0; ; i++ {
@@ -233,10 +281,12 @@ func parsePart(src []byte, path string, firstLine int, add func(dns.RR, int)) bo
 		if !ok {
 			break
 		}
-		add(rr, t.cur.entry)
+		if !add(rr) {
+			return false
+		}
 		if i%yieldEvery == yieldEvery-1 {
 			yield()
 		}
 	}
-	return zp.Err() == nil && t.err == nil
+	return zp.Err() == nil
 }

@@ -56,17 +56,24 @@ func TestParseSplit(t *testing.T) {
 			tricky.WriteString("@ 120 TXT \"apex" + s + "\"\n")
 		}
 	}
+	// split: parsed in parts; whole: parsed in one part through the plain
+	// reader (a late $ORIGIN is harmless there).
 	for _, tc := range []struct {
 		name, file, data string
-		split            bool
+		split, whole     bool
 	}{
-		{"big", "big.example.zone", string(data), true},
-		{"tricky", "tricky.example.zone", tricky.String(), true},
-		{"no $TTL", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "", 1), false},
-		{"late directive", "big.example.zone", string(data) + "$ORIGIN other.big.example.\nx A 192.0.2.3\n", false},
-		{"include", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "$TTL 3600\n$INCLUDE nothing\n", 1), false},
-		{"generate", "big.example.zone", string(data) + "$GENERATE 1-3 g$ A 192.0.2.$\n", false},
-		{"error", "big.example.zone", string(data) + "bad A 300.1.1.1\n", false},
+		{"big", "big.example.zone", string(data), true, true},
+		{"tricky", "tricky.example.zone", tricky.String(), true, true},
+		{"records before the SOA", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "$TTL 3600\nearly A 192.0.2.9\nEarly TXT x\n", 1), true, true},
+		{"upper case and repeated owners", "big.example.zone", strings.ReplaceAll(string(data), "\nh1", "\nH1"), true, true},
+		{"no $TTL", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "", 1), false, false},
+		{"late directive", "big.example.zone", string(data) + "$ORIGIN other.big.example.\nx A 192.0.2.3\n", false, true},
+		{"include", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "$TTL 3600\n$INCLUDE nothing\n", 1), false, false},
+		{"generate", "big.example.zone", string(data) + "$GENERATE 1-3 g$ A 192.0.2.$\n", false, false},
+		{"dollar in a token", "big.example.zone", string(data) + "d TXT a$b\n", false, false},
+		{"dollar in parentheses", "big.example.zone", string(data) + "d TXT ( a\n$GENERATE 1-2 x$ A 192.0.2.1 )\n", false, false},
+		{"escaped newline", "tricky.example.zone", strings.ReplaceAll(tricky.String(), "\" quote\"\n", "\" quote\"\nx TXT a\\\nb\n"), false, false},
+		{"error", "big.example.zone", string(data) + "bad A 300.1.1.1\n", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, tc.file)
@@ -74,10 +81,11 @@ func TestParseSplit(t *testing.T) {
 			if tc.split && werr != nil {
 				t.Fatalf("sequential parse: %v", werr)
 			}
-			for _, parts := range []int{2, 3, 7} {
-				z, ok := parseSplit([]byte(tc.data), path, dir, 0, parts)
-				if ok != tc.split {
-					t.Fatalf("parts=%d: split=%v, want %v", parts, ok, tc.split)
+			for _, c := range []struct{ workers, parts int }{{1, 1}, {1, 3}, {2, 2}, {2, 7}, {3, 32}} {
+				workers, parts := c.workers, c.parts
+				z, ok := parseSplit([]byte(tc.data), path, 0, workers, parts)
+				if want := tc.split || parts == 1 && tc.whole; ok != want {
+					t.Fatalf("workers=%d parts=%d: split=%v, want %v", workers, parts, ok, !ok)
 				}
 				if !ok {
 					continue
@@ -86,7 +94,7 @@ func TestParseSplit(t *testing.T) {
 					t.Fatalf("sequential parse failed: %v", werr)
 				}
 				if got, w := dumpZone(z), dumpZone(want); !slices.Equal(got, w) {
-					t.Fatalf("parts=%d: zone differs from the sequential parse (%d vs %d lines)", parts, len(got), len(w))
+					t.Fatalf("workers=%d parts=%d: zone differs from the sequential parse (%d vs %d lines)", workers, parts, len(got), len(w))
 				}
 			}
 			// parseData gives the sequential result whether or not it splits.
@@ -120,7 +128,7 @@ func TestParseSplitLines(t *testing.T) {
 		t.Fatal("sequential parse accepted the zone")
 	}
 	for _, parts := range []int{2, 3} {
-		if _, ok := parseSplit([]byte(bad), path, dir, 0, parts); ok {
+		if _, ok := parseSplit([]byte(bad), path, 0, 2, parts); ok {
 			t.Fatalf("parts=%d: split parse accepted the zone", parts)
 		}
 	}

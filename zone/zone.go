@@ -236,6 +236,7 @@ type builder struct {
 	cuts      []uint32 // nodes with flagCut
 	buf       []byte   // packStored's buffer
 	chain     []uint32 // finish's list of a set's arena positions
+	sink      uint64   // what addAll loaded, so that the loads stay
 }
 
 // maxNodes is the largest number of owner names of a zone: node indexes
@@ -281,15 +282,76 @@ func (b *builder) errorf(file string, line int, reason string) {
 
 // add takes the next RR from the parser, read at file:line.
 func (b *builder) add(rr dns.RR, file string, line int) {
+	b.addOwned(rr, file, line, nil)
+}
+
+// lookAheadRRs is how many RRs addAll looks at before adding them.
+const lookAheadRRs = 16
+
+// ownerHash is the canonical owner name of an RR and its hash.
+type ownerHash struct {
+	owner string
+	h     uint32
+}
+
+// addAll adds rrs, read in file at lines (nil: line 0 for every RR), in
+// order. It looks lookAheadRRs RRs ahead: it names their owners and loads
+// their home slots of the index, all at once, before adding them. Those
+// loads are independent, so the processor runs them in parallel, where
+// each add would wait for its own: in a large zone most owners are new,
+// and the slot of a new name is a cache miss.
+func (b *builder) addAll(rrs []dns.RR, file string, lines []int) {
+	var ahead [lookAheadRRs]ownerHash
+	for len(rrs) > 0 {
+		k := min(len(rrs), lookAheadRRs)
+		batch := rrs[:k]
+		looked := b.z != nil // the index exists
+		if looked {
+			for i, rr := range batch {
+				o := canonicalName(rr.Header().Name)
+				if i > 0 && o == ahead[i-1].owner {
+					ahead[i] = ahead[i-1]
+					continue
+				}
+				ahead[i] = ownerHash{o, hashName(o)}
+			}
+			// A loop of loads alone, so that they are in flight together.
+			var sink uint64
+			for i := range batch {
+				sink += b.index[b.index.home(ahead[i].h)]
+			}
+			b.sink += sink
+		}
+		for i, rr := range batch {
+			line := 0
+			if lines != nil {
+				line = lines[i]
+			}
+			if looked {
+				b.addOwned(rr, file, line, &ahead[i])
+			} else {
+				b.addOwned(rr, file, line, nil)
+			}
+		}
+		rrs = rrs[k:]
+		if lines != nil {
+			lines = lines[k:]
+		}
+	}
+}
+
+// addOwned is add, given the canonical owner name of rr and its hash when
+// o is not nil.
+func (b *builder) addOwned(rr dns.RR, file string, line int, o *ownerHash) {
 	if b.z != nil {
-		b.insert(rr, file, line)
+		b.insert(rr, file, line, o)
 		return
 	}
 	if soa, ok := rr.(*dns.SOA); ok && soa.Hdr.Class == dns.ClassINET && !noRdata(soa) {
 		b.start(soa, line)
-		b.insert(rr, file, line)
+		b.insert(rr, file, line, nil)
 		for _, p := range b.pending {
-			b.insert(p.rr, p.file, p.line)
+			b.insert(p.rr, p.file, p.line, nil)
 		}
 		b.pending = nil
 		return
@@ -307,7 +369,9 @@ func (b *builder) start(soa *dns.SOA, line int) {
 	b.newNode(b.origin, hashName(b.origin), -1) // the apex, node 0
 }
 
-func (b *builder) insert(rr dns.RR, file string, line int) {
+// insert adds rr, read at file:line, to the zone; o is its canonical
+// owner name and that name's hash, or nil.
+func (b *builder) insert(rr dns.RR, file string, line int, o *ownerHash) {
 	h := rr.Header()
 	if h.Class != dns.ClassINET {
 		b.errorf(file, line, "class "+dns.Class(h.Class).String()+" is not supported, only IN")
@@ -317,14 +381,25 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 		b.errorf(file, line, dns.Type(h.Rrtype).String()+" record without data")
 		return
 	}
-	owner := canonicalName(h.Name)
+	var owner string
+	if o != nil {
+		owner = o.owner
+	} else {
+		owner = canonicalName(h.Name)
+	}
 	if !isSubdomain(owner, b.origin) {
 		b.errorf(file, line, owner+" is outside the zone "+b.origin)
 		return
 	}
 	ni := b.last
 	if ni < 0 || b.nameOf(ni) != owner {
-		ni = b.node(owner)
+		var hash uint32
+		if o != nil {
+			hash = o.h
+		} else {
+			hash = hashName(owner)
+		}
+		ni = b.node(owner, hash)
 		if ni < 0 {
 			b.errorf(file, line, "more than "+strconv.Itoa(maxNodes)+" owner names")
 			return
@@ -386,12 +461,12 @@ func (b *builder) insert(rr dns.RR, file string, line int) {
 	if i < 0 {
 		if end := uint32(len(b.sets)); n.nsets > 0 && n.first+n.nsets != end {
 			// Move the node's sets to the end, where the new one goes.
-			b.sets = append(b.sets, b.sets[n.first:n.first+n.nsets]...)
+			b.sets = append(reserve(b.sets, int(n.nsets)), b.sets[n.first:n.first+n.nsets]...)
 			n.first = end
 		} else if n.nsets == 0 {
 			n.first = end
 		}
-		b.sets = append(b.sets, rrset{typ: t})
+		b.sets = append(reserve(b.sets, 1), rrset{typ: t})
 		n.nsets++
 		i = int(n.nsets) - 1
 		b.nsets++
@@ -515,7 +590,7 @@ func (b *builder) newNode(name string, h uint32, off int) int {
 	}
 	if off < 0 {
 		off = len(b.names)
-		b.names = append(b.names, name...)
+		b.names = append(reserve(b.names, len(name)), name...)
 	}
 	if (len(b.nodes)+1)*10 > len(b.index)*maxLoad {
 		b.index = b.index.resized(2 * (len(b.nodes) + 1))
@@ -524,6 +599,17 @@ func (b *builder) newNode(name string, h uint32, off int) int {
 	b.nodes = append(b.nodes, node{off: uint32(off), len: uint16(len(name))})
 	b.index.put(uint64(h)<<32 | uint64(i+1))
 	return i
+}
+
+// reserve returns s with room for n more elements: when it must grow, it
+// doubles. The builder's arrays grow to many megabytes, and append grows
+// a large slice by a quarter at a time, copying it again and again; finish
+// copies them into exact arrays anyway, so the slack does not last.
+func reserve[S ~[]E, E any](s S, n int) S {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	return append(make(S, 0, max(2*cap(s), len(s)+n, 256)), s...)
 }
 
 // noRdata reports whether rr was written without RDATA, which ZoneParser
@@ -630,9 +716,8 @@ func rdataString(rr dns.RR) string {
 
 // node returns the index of the node for a canonical owner inside the
 // zone, creating it and any missing ancestors (empty non-terminals) up to
-// the apex, or -1 when there are too many nodes.
-func (b *builder) node(owner string) int {
-	h := hashName(owner)
+// the apex, or -1 when there are too many nodes; h is hashName(owner).
+func (b *builder) node(owner string, h uint32) int {
 	if i := b.index.find(owner, h, b.nodes, b.namesString()); i != 0 {
 		return int(i - 1)
 	}
