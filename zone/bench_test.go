@@ -213,7 +213,7 @@ func benchLoad(b *testing.B, n int, write func(testing.TB, string, int)) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		z, _, err := parseData(data, path, dir, 0, runtime.GOMAXPROCS(0))
+		z, _, err := parseData(data, path, dir, 0, runtime.GOMAXPROCS(0), loadAlone)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -306,7 +306,7 @@ func BenchmarkPrecomputedLarge(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	z, _, err := parseData(data, path, dir, 0, runtime.GOMAXPROCS(0))
+	z, _, err := parseData(data, path, dir, 0, runtime.GOMAXPROCS(0), loadAlone)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func ParseFile(path, dir string) (*Zone, error) {
 	if err != nil {
 		return nil, &Error{File: path, Reason: errReason(err), Err: err}
 	}
-	z, _, err := parseData(data, path, dir, 0, runtime.GOMAXPROCS(0))
+	z, _, err := parseData(data, path, dir, 0, runtime.GOMAXPROCS(0), yieldToListeners)
 	if err != nil {
 		return nil, err
 	}
@@ -47,8 +47,9 @@ func errReason(err error) string {
 // parse reads a zone from data; path names it in errors and gives the origin
 // when the file does not. A zone of more than maxRecords records (0: no
 // limit) is an error. It also returns the files $INCLUDE opened (by real
-// path), also when parsing fails, so a reload can watch them.
-func parse(data []byte, path, dir string, maxRecords int) (z *Zone, includes []string, err error) {
+// path), also when parsing fails, so a reload can watch them. p paces
+// its loops.
+func parse(data []byte, path, dir string, maxRecords int, p pacing) (z *Zone, includes []string, err error) {
 	if dir == "" {
 		dir = filepath.Dir(path)
 	}
@@ -75,6 +76,7 @@ func parse(data []byte, path, dir string, maxRecords int) (z *Zone, includes []s
 	zp.SetIncludeFS(ifs)
 
 	b := newBuilder(path, nameHint(data, maxRecords))
+	b.pace = p
 	n := 0
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		cur := t.cur
@@ -83,7 +85,7 @@ func parse(data []byte, path, dir string, maxRecords int) (z *Zone, includes []s
 		}
 		b.add(rr, cur.file, cur.entry)
 		if n%yieldEvery == 0 {
-			yield()
+			p.yield()
 		}
 	}
 	if err := zp.Err(); err != nil {

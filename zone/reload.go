@@ -92,6 +92,10 @@ type Loader struct {
 	// parsed records that a file was parsed (successfully or not) since
 	// the last time a reload read it: the load made garbage to collect.
 	parsed bool
+	// served is set when the first load returns. The first load runs
+	// before anything serves from the store (cmd/anyns opens its
+	// listeners after it), so its loops do not yield (loadAlone).
+	served bool
 }
 
 // memoryReleaseRecords is the number of records loaded at once from which
@@ -142,6 +146,7 @@ func (l *Loader) Reload() (changed bool, err error) {
 	l.mu.Lock()
 	first := l.first()
 	changed, loaded, err := l.reloadLocked()
+	l.served = true
 	how := l.endOf(first, loaded)
 	todo := l.unprecomputed()
 	l.mu.Unlock()
@@ -160,6 +165,7 @@ func (l *Loader) ReloadServing() (changed bool, err error) {
 	defer l.mu.Unlock()
 	first := l.first()
 	changed, loaded, err := l.reloadLocked()
+	l.served = true
 	how := l.endOf(first, loaded)
 	if todo := l.unprecomputed(); len(todo) > 0 {
 		l.bg.Go(func() {
@@ -330,14 +336,18 @@ func (l *Loader) loadFile(path string) (int, error) {
 		st.err = e
 		return 0, e
 	}
-	dataSum := hashData(data)
-	if st.sum == fingerprint(dataSum, st.includes) && (st.zone != nil || st.err != nil) {
+	pace := yieldToListeners
+	if !l.served {
+		pace = loadAlone
+	}
+	dataSum := hashData(data, pace)
+	if st.sum == fingerprint(dataSum, st.includes, pace) && (st.zone != nil || st.err != nil) {
 		return 0, st.err // unchanged: neither reparsed nor logged again
 	}
 	l.parsed = true
-	z, includes, perr := parseData(data, path, filepath.Dir(path), 0, l.workers())
+	z, includes, perr := parseData(data, path, filepath.Dir(path), 0, l.workers(), pace)
 	st.includes = includes
-	st.sum = fingerprint(dataSum, includes)
+	st.sum = fingerprint(dataSum, includes, pace)
 	if perr != nil {
 		st.err = perr
 		l.logFailure(perr, st)
@@ -599,15 +609,16 @@ func zoneFiles(dir string) (paths []string, problems []error, err error) {
 
 // fingerprint hashes a zone file's content (dataSum, its hashData) and its
 // includes' content (an include that cannot be read hashes as empty, which
-// differs from any earlier successful read only if it had content).
-func fingerprint(dataSum [sha256.Size]byte, includes []string) [sha256.Size]byte {
+// differs from any earlier successful read only if it had content), its
+// loops paced by p.
+func fingerprint(dataSum [sha256.Size]byte, includes []string, p pacing) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write(dataSum[:])
 	for _, inc := range includes {
 		h.Write([]byte{0})
 		h.Write([]byte(inc))
 		if b, err := os.ReadFile(inc); err == nil {
-			sum := hashData(b)
+			sum := hashData(b, p)
 			h.Write(sum[:])
 		}
 	}
@@ -620,16 +631,16 @@ func fingerprint(dataSum [sha256.Size]byte, includes []string) [sha256.Size]byte
 // (about 0.2ms).
 const hashChunk = 256 << 10
 
-// hashData returns the SHA-256 of data, yielding the core (yield) between
-// chunks: hashing a large zone file takes tens of milliseconds.
-func hashData(data []byte) [sha256.Size]byte {
+// hashData returns the SHA-256 of data, yielding the core (p.yield)
+// between chunks: hashing a large zone file takes tens of milliseconds.
+func hashData(data []byte, p pacing) [sha256.Size]byte {
 	h := sha256.New()
 	for len(data) > 0 {
 		n := min(len(data), hashChunk)
 		h.Write(data[:n])
 		data = data[n:]
 		if len(data) > 0 {
-			yield()
+			p.yield()
 		}
 	}
 	var out [sha256.Size]byte

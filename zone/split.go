@@ -34,12 +34,10 @@ const (
 	// splitMin is the size of a zone file from which it is parsed in
 	// parts.
 	splitMin = 4 << 20
-	// partsPerWorker is how many parts a file is cut into per parsing
-	// goroutine: small parts let the builder start early and keep the
-	// goroutines evenly busy.
-	partsPerWorker = 4
-	// splitMaxParts bounds the number of parts.
-	splitMaxParts = 32
+	// splitParts is how many parts a file is cut into to be parsed by
+	// several goroutines: small parts let the builder start early and
+	// keep the goroutines evenly busy.
+	splitParts = 32
 )
 
 // splitSpecial marks the bytes splitZone stops at outside quotes and
@@ -146,18 +144,18 @@ func splitZone(data []byte, parts int) (prelude []byte, out [][]byte, ok bool) {
 }
 
 // parseData parses a zone held in memory (see parse), on up to workers
-// goroutines when it is large.
-func parseData(data []byte, path, dir string, maxRecords, workers int) (*Zone, []string, error) {
+// goroutines when it is large, with its loops paced by p.
+func parseData(data []byte, path, dir string, maxRecords, workers int, p pacing) (*Zone, []string, error) {
 	if len(data) >= splitMin {
 		parts := 1
 		if workers > 1 {
-			parts = min(workers*partsPerWorker, splitMaxParts)
+			parts = splitParts
 		}
-		if z, ok := parseSplit(data, path, maxRecords, workers, parts); ok {
+		if z, ok := parseSplit(data, path, maxRecords, workers, parts, p); ok {
 			return z, nil, nil
 		}
 	}
-	return parse(data, path, dir, maxRecords)
+	return parse(data, path, dir, maxRecords, p)
 }
 
 // parsedPart is the outcome of parsing one part.
@@ -170,12 +168,13 @@ type parsedPart struct {
 // parseSplit parses data in up to parts parts on workers goroutines (see
 // the comment at the top of this file); ok is false when the caller must
 // parse it sequentially.
-func parseSplit(data []byte, path string, maxRecords, workers, parts int) (*Zone, bool) {
+func parseSplit(data []byte, path string, maxRecords, workers, parts int, pace pacing) (*Zone, bool) {
 	prelude, ps, ok := splitZone(data, max(parts, 1))
 	if !ok {
 		return nil, false
 	}
 	b := newBuilder(path, nameHint(data, maxRecords))
+	b.pace = pace
 	n := 0
 	// add adds rrs to b, in order, and reports whether all is well.
 	add := func(rrs []dns.RR) bool {
@@ -191,7 +190,7 @@ func parseSplit(data []byte, path string, maxRecords, workers, parts int) (*Zone
 			if i > 0 {
 				p = append(append(make([]byte, 0, len(prelude)+len(p)), prelude...), p...)
 			}
-			ok := parsePart(p, path, func(rr dns.RR) bool {
+			ok := parsePart(p, path, pace, func(rr dns.RR) bool {
 				if buf = append(buf, rr); len(buf) < cap(buf) {
 					return true
 				}
@@ -216,35 +215,55 @@ func parseSplit(data []byte, path string, maxRecords, workers, parts int) (*Zone
 		stop atomic.Bool
 		wg   sync.WaitGroup
 	)
+	// parseNext parses the first part nobody has taken, if any.
+	parseNext := func() bool {
+		i := int(next.Add(1) - 1)
+		if i >= len(ps) {
+			return false
+		}
+		p := &out[i]
+		defer close(p.done)
+		if stop.Load() {
+			return true
+		}
+		src := ps[i]
+		if i > 0 {
+			src = append(append(make([]byte, 0, len(prelude)+len(src)), prelude...), src...)
+		}
+		rrs := make([]dns.RR, 0, len(src)/24)
+		p.ok = parsePart(src, path, pace, func(rr dns.RR) bool {
+			rrs = append(rrs, rr)
+			return len(rrs)%yieldEvery != 0 || !stop.Load()
+		})
+		p.rrs = rrs
+		return true
+	}
 	defer wg.Wait()
 	defer stop.Store(true)
-	for range min(workers, len(ps)) {
+	for range min(workers, len(ps)) - 1 {
 		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(ps) {
-					return
-				}
-				p := &out[i]
-				if !stop.Load() {
-					src := ps[i]
-					if i > 0 {
-						src = append(append(make([]byte, 0, len(prelude)+len(src)), prelude...), src...)
-					}
-					rrs := make([]dns.RR, 0, len(src)/24)
-					p.ok = parsePart(src, path, func(rr dns.RR) bool {
-						rrs = append(rrs, rr)
-						return len(rrs)%yieldEvery != 0 || !stop.Load()
-					})
-					p.rrs = rrs
-				}
-				close(p.done)
+			for parseNext() {
 			}
 		})
 	}
+	// This goroutine is a worker too: it inserts the parts in order, and
+	// while the next one is not ready, it parses another. So no more
+	// goroutines than workers are busy at once, and inserting, which
+	// only this goroutine can do, never waits for a core.
 	for i := range out {
 		p := &out[i]
-		<-p.done
+	wait:
+		for {
+			select {
+			case <-p.done:
+				break wait
+			default:
+			}
+			if !parseNext() {
+				<-p.done
+				break
+			}
+		}
 		if !p.ok {
 			return nil, false
 		}
@@ -252,7 +271,7 @@ func parseSplit(data []byte, path string, maxRecords, workers, parts int) (*Zone
 			if !add(rrs[:min(len(rrs), yieldEvery)]) {
 				return nil, false
 			}
-			yield()
+			pace.yield()
 		}
 		p.rrs = nil
 	}
@@ -271,8 +290,8 @@ func finishSplit(b *builder) (*Zone, bool) {
 
 // parsePart parses src with $INCLUDE refused, calling add for every RR
 // until it returns false; it reports whether src parsed to its end
-// without error and add took every RR.
-func parsePart(src []byte, path string, add func(dns.RR) bool) bool {
+// without error and add took every RR. p paces its loop.
+func parsePart(src []byte, path string, p pacing, add func(dns.RR) bool) bool {
 	zp := dns.NewZoneParser(bytes.NewReader(src), originFromFileName(path), path)
 	zp.SetDefaultTTL(defaultTTL)
 	zp.SetIncludeAllowed(false)
@@ -285,7 +304,7 @@ func parsePart(src []byte, path string, add func(dns.RR) bool) bool {
 			return false
 		}
 		if i%yieldEvery == yieldEvery-1 {
-			yield()
+			p.yield()
 		}
 	}
 	return zp.Err() == nil

@@ -77,13 +77,13 @@ func TestParseSplit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, tc.file)
-			want, _, werr := parse([]byte(tc.data), path, dir, 0)
+			want, _, werr := parse([]byte(tc.data), path, dir, 0, yieldToListeners)
 			if tc.split && werr != nil {
 				t.Fatalf("sequential parse: %v", werr)
 			}
 			for _, c := range []struct{ workers, parts int }{{1, 1}, {1, 3}, {2, 2}, {2, 7}, {3, 32}} {
 				workers, parts := c.workers, c.parts
-				z, ok := parseSplit([]byte(tc.data), path, 0, workers, parts)
+				z, ok := parseSplit([]byte(tc.data), path, 0, workers, parts, yieldToListeners)
 				if want := tc.split || parts == 1 && tc.whole; ok != want {
 					t.Fatalf("workers=%d parts=%d: split=%v, want %v", workers, parts, ok, !ok)
 				}
@@ -98,7 +98,7 @@ func TestParseSplit(t *testing.T) {
 				}
 			}
 			// parseData gives the sequential result whether or not it splits.
-			z, _, err := parseData([]byte(tc.data), path, dir, 0, 2)
+			z, _, err := parseData([]byte(tc.data), path, dir, 0, 2, yieldToListeners)
 			if (err != nil) != (werr != nil) || (err != nil && err.Error() != werr.Error()) {
 				t.Fatalf("parseData error %v, want %v", err, werr)
 			}
@@ -123,16 +123,16 @@ func TestParseSplitLines(t *testing.T) {
 	// A CNAME beside other data near the end: a validation error, found by
 	// the builder, with the line the RR was read on.
 	bad := string(data) + "h2 CNAME h4\n"
-	_, _, want := parse([]byte(bad), path, dir, 0)
+	_, _, want := parse([]byte(bad), path, dir, 0, yieldToListeners)
 	if want == nil {
 		t.Fatal("sequential parse accepted the zone")
 	}
 	for _, parts := range []int{2, 3} {
-		if _, ok := parseSplit([]byte(bad), path, 0, 2, parts); ok {
+		if _, ok := parseSplit([]byte(bad), path, 0, 2, parts, yieldToListeners); ok {
 			t.Fatalf("parts=%d: split parse accepted the zone", parts)
 		}
 	}
-	_, _, got := parseData([]byte(bad), path, dir, 0, 2)
+	_, _, got := parseData([]byte(bad), path, dir, 0, 2, yieldToListeners)
 	if got == nil || got.Error() != want.Error() {
 		t.Fatalf("error %v, want %v", got, want)
 	}

@@ -161,7 +161,7 @@ func (z *Zone) buildWire(workers int) *wireSet {
 				}
 				p.node(snap, z, n, w.loc, &arenas[i])
 				if k++; k%yieldEvery == 0 {
-					yield()
+					yieldToListeners.yield() // answers are built while zones serve
 				}
 			}
 		})

@@ -237,6 +237,7 @@ type builder struct {
 	buf       []byte   // packStored's buffer
 	chain     []uint32 // finish's list of a set's arena positions
 	sink      uint64   // what addAll loaded, so that the loads stay
+	pace      pacing   // of finish's loop
 }
 
 // maxNodes is the largest number of owner names of a zone: node indexes
@@ -366,6 +367,10 @@ func (b *builder) start(soa *dns.SOA, line int) {
 	b.z = &Zone{Origin: b.origin, File: b.file}
 	b.nodes = make([]node, 0, max(b.hint, 1))
 	b.index = newNameIndex(b.hint)
+	// About one RRset per name, and names of 20 bytes; finish copies both
+	// into exact arrays.
+	b.sets = make([]rrset, 0, b.hint)
+	b.names = make([]byte, 0, 20*b.hint)
 	b.newNode(b.origin, hashName(b.origin), -1) // the apex, node 0
 }
 
@@ -815,7 +820,7 @@ func (b *builder) finish() (*Zone, error) {
 	objs := make([]dns.RR, 0, nobjs)
 	for i := range b.nodes {
 		if i%yieldEvery == yieldEvery-1 {
-			yield()
+			b.pace.yield()
 		}
 		n := &b.nodes[i]
 		o := len(sets)
