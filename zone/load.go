@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 )
 
 // How a load shares the machine with the listeners.
@@ -171,10 +172,14 @@ const (
 	loadAlone
 )
 
+// yields counts the yields so far (the tests read it).
+var yields atomic.Uint64
+
 // yield lets a listener that waits for this core run (see above), unless
 // p is loadAlone.
 func (p pacing) yield() {
 	if p == yieldToListeners {
+		yields.Add(1)
 		runtime.Gosched()
 		osYield()
 	}

@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -124,5 +125,55 @@ func TestLoaderSettings(t *testing.T) {
 	}
 	if got := gogc(t); got != 100 {
 		t.Fatalf("GOGC after ReloadServing's background work = %d, want 100", got)
+	}
+}
+
+// TestPacing checks that a load's loops yield unless it runs alone, and
+// that only a Loader's first load runs alone.
+func TestPacing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "big.example.zone")
+	writeBigZone(t, path, 300_000)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < splitMin {
+		t.Fatalf("%d bytes: too small to be parsed in parts", len(data))
+	}
+	small := data[:bytes.Index(data, []byte("\nh3000 "))+1] // parsed sequentially
+	for _, c := range []struct {
+		name    string
+		data    []byte
+		workers int
+	}{{"parts", data, 2}, {"one part", data, 1}, {"sequential", small, 2}} {
+		for _, p := range []pacing{loadAlone, yieldToListeners} {
+			before := yields.Load()
+			if _, _, err := parseData(c.data, path, dir, 0, c.workers, p); err != nil {
+				t.Fatal(err)
+			}
+			n := yields.Load() - before
+			if want := len(c.data) / 25 / yieldEvery / 2; p == loadAlone && n != 0 || p == yieldToListeners && n < uint64(want) {
+				t.Errorf("%s, pacing %d: %d yields (want none alone, else at least %d)", c.name, p, n, want)
+			}
+		}
+	}
+
+	l, err := NewLoader(Config{Dir: dir, Rescan: -1}, NewStore(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.pace(); got != loadAlone {
+		t.Errorf("before the first load: pacing %d, want loadAlone", got)
+	}
+	if _, err := l.ReloadServing(); err != nil {
+		t.Fatal(err)
+	}
+	l.bg.Wait()
+	l.mu.Lock()
+	got := l.pace()
+	l.mu.Unlock()
+	if got != yieldToListeners {
+		t.Errorf("after the first load: pacing %d, want yieldToListeners", got)
 	}
 }

@@ -178,6 +178,15 @@ func (l *Loader) ReloadServing() (changed bool, err error) {
 	return changed, err
 }
 
+// pace returns how the loops of a load share the cores now: the first
+// load runs alone (see served). l.mu must be held.
+func (l *Loader) pace() pacing {
+	if l.served {
+		return yieldToListeners
+	}
+	return loadAlone
+}
+
 // first reports whether no zone is served yet (the first load).
 func (l *Loader) first() bool {
 	return len(l.store.Load().Zones()) == 0
@@ -336,16 +345,22 @@ func (l *Loader) loadFile(path string) (int, error) {
 		st.err = e
 		return 0, e
 	}
-	pace := yieldToListeners
-	if !l.served {
-		pace = loadAlone
-	}
-	dataSum := hashData(data, pace)
-	if st.sum == fingerprint(dataSum, st.includes, pace) && (st.zone != nil || st.err != nil) {
-		return 0, st.err // unchanged: neither reparsed nor logged again
+	pace := l.pace()
+	var dataSum [sha256.Size]byte
+	var hashed sync.WaitGroup
+	if st.zone == nil && st.err == nil {
+		// Never read: parsed whatever its content, while its hash (for
+		// the next reload to compare) is taken beside.
+		hashed.Go(func() { dataSum = hashData(data, pace) })
+	} else {
+		dataSum = hashData(data, pace)
+		if st.sum == fingerprint(dataSum, st.includes, pace) {
+			return 0, st.err // unchanged: neither reparsed nor logged again
+		}
 	}
 	l.parsed = true
 	z, includes, perr := parseData(data, path, filepath.Dir(path), 0, l.workers(), pace)
+	hashed.Wait()
 	st.includes = includes
 	st.sum = fingerprint(dataSum, includes, pace)
 	if perr != nil {
