@@ -14,11 +14,13 @@ import (
 // written out (a line that starts, outside parentheses, quotes and
 // escapes, with neither blank, ';', '(' nor '$'). Each part is parsed by
 // its own ZoneParser, the parts after the first fed first with the file's
-// $ORIGIN and $TTL directives; a few goroutines parse the parts, while the
-// caller's goroutine inserts their RRs in file order, part by part, as
+// $ORIGIN and $TTL directives. One goroutine per worker parses parts, the
+// caller's among them: it inserts the RRs in file order, part by part, as
 // they are ready, so that the builder sees exactly what a sequential parse
-// gives it. The parts are read through a plain byte reader: without the
-// lineReader's tracking, the RRs have no line (0).
+// gives it, and parses a part itself while the next is not ready. The
+// parts are read through a plain byte reader: without the lineReader's
+// tracking, the RRs have no line (0). With one worker the file is one
+// part, read the same way.
 //
 // This is only done when the parts cannot depend on each other: every
 // directive is $ORIGIN or $TTL, all of them come before the first cut, a
