@@ -22,6 +22,15 @@ import (
 // tracking, the RRs have no line (0). With one worker the file is one
 // part, read the same way.
 //
+// A record cut short at the end of a part must not parse there as it
+// would not in the whole file: where fields are missing, the ZoneParser
+// reads on past the end of the line (an SOA with three of its seven
+// fields takes the next line's owner as the fourth, an error), but at the
+// end of its input it stops and may accept the record. So every part but
+// the last is followed by a sentinel entry (splitSentinel) and must end
+// with exactly that entry, which is dropped: a record that reached into
+// it leaves something else last, and the file is parsed sequentially.
+//
 // This is only done when the parts cannot depend on each other: every
 // directive is $ORIGIN or $TTL, all of them come before the first cut, a
 // $TTL is among them (without one, a record's TTL defaults to the previous
@@ -41,6 +50,19 @@ const (
 	// keep the goroutines evenly busy.
 	splitParts = 32
 )
+
+// splitSentinel follows every part but the last; sentinelOwner is its
+// owner (see the comment at the top of this file).
+const (
+	splitSentinel = "\n" + sentinelOwner + " 0 IN TXT \"end\"\n"
+	sentinelOwner = "anyns-split-sentinel.invalid."
+)
+
+// isSentinel reports whether rr is the entry of splitSentinel.
+func isSentinel(rr dns.RR) bool {
+	t, ok := rr.(*dns.TXT)
+	return ok && t.Hdr.Name == sentinelOwner && len(t.Txt) == 1 && t.Txt[0] == "end"
+}
 
 // splitSpecial marks the bytes splitZone stops at outside quotes and
 // comments; all others are skipped.
@@ -186,24 +208,18 @@ func parseSplit(data []byte, path string, maxRecords, workers, parts int, pace p
 		b.addAll(rrs, path, nil)
 		return len(b.errs) == 0
 	}
-	if workers <= 1 || len(ps) == 1 {
+	if len(ps) == 1 {
 		buf := make([]dns.RR, 0, yieldEvery)
-		for i, p := range ps {
-			if i > 0 {
-				p = append(append(make([]byte, 0, len(prelude)+len(p)), prelude...), p...)
+		ok := parsePart(ps[0], path, pace, func(rr dns.RR) bool {
+			if buf = append(buf, rr); len(buf) < cap(buf) {
+				return true
 			}
-			ok := parsePart(p, path, pace, func(rr dns.RR) bool {
-				if buf = append(buf, rr); len(buf) < cap(buf) {
-					return true
-				}
-				ok := add(buf)
-				buf = buf[:0]
-				return ok
-			})
-			if !ok || !add(buf) {
-				return nil, false
-			}
+			ok := add(buf)
 			buf = buf[:0]
+			return ok
+		})
+		if !ok || !add(buf) {
+			return nil, false
 		}
 		return finishSplit(b)
 	}
@@ -229,14 +245,30 @@ func parseSplit(data []byte, path string, maxRecords, workers, parts int, pace p
 			return true
 		}
 		src := ps[i]
-		if i > 0 {
-			src = append(append(make([]byte, 0, len(prelude)+len(src)), prelude...), src...)
+		last := i == len(ps)-1
+		if i > 0 || !last {
+			buf := make([]byte, 0, len(prelude)+len(src)+len(splitSentinel))
+			if i > 0 {
+				buf = append(buf, prelude...)
+			}
+			buf = append(buf, src...)
+			if !last {
+				buf = append(buf, splitSentinel...)
+			}
+			src = buf
 		}
 		rrs := make([]dns.RR, 0, len(src)/24)
 		p.ok = parsePart(src, path, pace, func(rr dns.RR) bool {
 			rrs = append(rrs, rr)
 			return len(rrs)%yieldEvery != 0 || !stop.Load()
 		})
+		if !last {
+			// The sentinel must be the last entry, whole.
+			p.ok = p.ok && len(rrs) > 0 && isSentinel(rrs[len(rrs)-1])
+			if p.ok {
+				rrs = rrs[:len(rrs)-1]
+			}
+		}
 		p.rrs = rrs
 		return true
 	}

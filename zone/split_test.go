@@ -137,3 +137,36 @@ func TestParseSplitLines(t *testing.T) {
 		t.Fatalf("error %v, want %v", got, want)
 	}
 }
+
+// FuzzSplit checks, for any input, that parsing in parts either declines
+// (and the caller parses sequentially) or gives the very zone the
+// sequential parse gives; and that parseData's result, error included,
+// is the sequential parse's.
+func FuzzSplit(f *testing.F) {
+	for _, p := range []string{"../zones/example.com.zone", "../zones/example.net.zone", "testdata/rfc4592/example.zone"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("$TTL 300\n" + head + "a TXT \"x\ny\" ; (\nb ( A\n 192.0.2.1 )\nc MX 1 ( m\n)\nd TXT a\\;b\ne TXT \"$\"\n"))
+	f.Add([]byte("$ORIGIN fuzz.example.\n$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nA.b AAAA ::1\n a.B TXT x\n$ORIGIN sub.fuzz.example.\nx A 192.0.2.2\n"))
+	dir := f.TempDir()
+	path := filepath.Join(dir, "fuzz.example.zone")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, _, werr := parse(data, path, dir, 10_000, loadAlone)
+		for _, c := range []struct{ workers, parts int }{{1, 1}, {1, 3}, {2, 2}, {2, 5}} {
+			z, ok := parseSplit(data, path, 10_000, c.workers, c.parts, loadAlone)
+			if !ok {
+				continue
+			}
+			if werr != nil {
+				t.Fatalf("workers=%d parts=%d: parsed in parts, but the sequential parse fails: %v", c.workers, c.parts, werr)
+			}
+			if got, w := dumpZone(z), dumpZone(want); !slices.Equal(got, w) {
+				t.Fatalf("workers=%d parts=%d: zone differs from the sequential parse:\n%q\nwant\n%q", c.workers, c.parts, got, w)
+			}
+		}
+	})
+}
