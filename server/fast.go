@@ -274,23 +274,34 @@ func (s *Server) respondFast(q *query, req, buf []byte, t Transport) ([]byte, bo
 	if len(buf) < fq.qEnd {
 		return nil, false
 	}
-	// The question: the canonical name packed first, so that the
-	// compression map holds its suffixes at their offsets, then the
-	// query's own bytes over it (same length, only the case differs).
-	off, err := dns.PackDomainName(fq.name, buf, headerLen, q.cm, true)
-	if err != nil || off+4 != fq.qEnd {
-		return nil, false
-	}
-	copy(buf[headerLen:fq.qEnd], req[headerLen:fq.qEnd])
-	off = fq.qEnd
-	for _, rr := range zr.Ns {
-		if off, ok = q.packCopy(rr, buf, off); !ok {
-			return nil, false
+	var off int
+	if zr.Result != zone.Delegation && len(zr.Extra) == 0 && zr.Zone != nil {
+		// NXDOMAIN or NODATA: the zone's SOA, packed once (zone/negwire.go).
+		copy(buf[headerLen:fq.qEnd], req[headerLen:fq.qEnd])
+		if out, ok := zr.Zone.AppendNegative(buf, fq.qEnd, fq.name, zr.Ns); ok {
+			off = len(out)
 		}
 	}
-	for _, rr := range zr.Extra {
-		if off, ok = q.packCopy(rr, buf, off); !ok {
+	if off == 0 {
+		// The question: the canonical name packed first, so that the
+		// compression map holds its suffixes at their offsets, then the
+		// query's own bytes over it (same length, only the case differs).
+		var err error
+		off, err = dns.PackDomainName(fq.name, buf, headerLen, q.cm, true)
+		if err != nil || off+4 != fq.qEnd {
 			return nil, false
+		}
+		copy(buf[headerLen:fq.qEnd], req[headerLen:fq.qEnd])
+		off = fq.qEnd
+		for _, rr := range zr.Ns {
+			if off, ok = q.packCopy(rr, buf, off); !ok {
+				return nil, false
+			}
+		}
+		for _, rr := range zr.Extra {
+			if off, ok = q.packCopy(rr, buf, off); !ok {
+				return nil, false
+			}
 		}
 	}
 	arcount := len(zr.Extra)

@@ -60,6 +60,7 @@ const (
 type wireSet struct {
 	chunks [][]byte  // arena: each chunk holds whole messages
 	loc    []wireLoc // by index in Zone.sets
+	neg    *negWire  // the authority section of negative answers (negwire.go), or nil
 }
 
 // wireLoc locates one message: off is chunk*wireChunk + offset in the
@@ -121,6 +122,7 @@ func (z *Zone) precompute(workers int) *Zone {
 	}
 	c := *z
 	c.pre = z.buildWire(workers)
+	c.pre.neg = z.buildNegWire()
 	return &c
 }
 
