@@ -108,9 +108,12 @@ func (s *Server) RespondFrom(req, buf []byte, t Transport, client netip.Addr) (r
 // (source and destination ports, time read: see metrics.go).
 func (s *Server) respondInfo(req, buf []byte, in reqInfo) (resp []byte, ok bool) {
 	t, client := in.t, in.client.Addr()
-	if t == TCP {
+	switch {
+	case t == TCP:
 		s.stats.queriesTCP.Add(1)
-	} else {
+	case in.batch != nil:
+		in.batch.queries++
+	default:
 		s.stats.queriesUDP.Add(1)
 	}
 	if len(req) < headerLen || binary.BigEndian.Uint16(req[2:])&flagQR != 0 {

@@ -174,6 +174,7 @@ func (s *Server) udpReaderMmsg(b *mmsgBatch, local netip.AddrPort) error {
 		bufs[i] = make([]byte, 65535)
 	}
 	var delay time.Duration
+	counts := udpCounts{s: s, shard: s.metrics.shard()}
 	for {
 		n, err := b.read()
 		if err != nil {
@@ -187,7 +188,7 @@ func (s *Server) udpReaderMmsg(b *mmsgBatch, local netip.AddrPort) error {
 		nout := 0
 		start := time.Now() // metrics.go: one clock read per batch boundary
 		for i := range n {
-			ri := reqInfo{t: UDP, client: b.sourcePort(i), local: local, recv: start}
+			ri := reqInfo{t: UDP, client: b.sourcePort(i), local: local, recv: start, batch: &counts}
 			resp, ok := s.respondInfo(b.datagram(i), bufs[i], ri)
 			if !ok || len(resp) == 0 {
 				continue
@@ -195,6 +196,7 @@ func (s *Server) udpReaderMmsg(b *mmsgBatch, local netip.AddrPort) error {
 			b.setReply(nout, i, resp)
 			nout++
 		}
+		counts.flush() // before the answers leave: who reads one sees it counted
 		if err := b.write(nout); err != nil {
 			if ce := s.log.Check(zap.DebugLevel, "udp write failed"); ce != nil {
 				ce.Write(zap.Error(err))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
@@ -134,9 +135,9 @@ func TestMetricsZoneCap(t *testing.T) {
 	store := zone.NewStore(nil)
 	s := &Server{store: store}
 	for i := range maxMetricZones + 5 {
-		s.metrics.countZone(&zone.Zone{Origin: "z" + strconv.Itoa(i) + "."}, store)
+		s.metrics.zoneCounter(&zone.Zone{Origin: "z" + strconv.Itoa(i) + "."}, store).Add(1)
 	}
-	s.metrics.countZone(&zone.Zone{Origin: "z0."}, store)
+	s.metrics.zoneCounter(&zone.Zone{Origin: "z0."}, store).Add(1)
 	got := s.Metrics().Zones
 	if len(got) != maxMetricZones+1 || got["other"] != 5 || got["z0."] != 2 {
 		t.Errorf("%d zones, other %d, z0. %d", len(got), got["other"], got["z0."])
@@ -624,5 +625,90 @@ func BenchmarkRespondVisibility(b *testing.B) {
 				s.respondInfo(req, buf, in)
 			}
 		})
+	}
+}
+
+// TestMetricsUDPBatches checks the counts of queries answered in batches
+// over UDP (counted per batch, see udpCounts): a burst of queries of four
+// kinds, sent without waiting so that the server reads several at once,
+// must be counted exactly, each under its qtype, rcode and zone, with one
+// response size and one duration per answer, and every datagram, a
+// runt included, in Stats.QueriesUDP.
+func TestMetricsUDPBatches(t *testing.T) {
+	s := newServer(t, testConfig(), nil)
+	addr := start(t, s)
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kinds := []*dns.Msg{
+		question("host1.example.com.", dns.TypeA),   // precomputed hit
+		question("nope.example.com.", dns.TypeAAAA), // NXDOMAIN
+		question("example.com.", dns.TypeMX),        // hit with additional data
+		question("nope.invalid.", dns.TypeA),        // REFUSED: no zone
+	}
+	const rounds = 50
+	var reqs [][]byte
+	for i := range rounds * len(kinds) {
+		m := kinds[i%len(kinds)].Copy()
+		m.Id = uint16(i + 1)
+		reqs = append(reqs, pack(t, m))
+	}
+	answered := map[uint16]bool{}
+	buf := make([]byte, 65535)
+	// Bursts of 20, then the answers; a lost datagram is sent again (it
+	// is then counted twice, as the server saw it twice).
+	sent := 0
+	for len(answered) < len(reqs) {
+		burst := 0
+		for i, r := range reqs {
+			if !answered[uint16(i+1)] && burst < 20 {
+				if _, err := c.Write(r); err != nil {
+					t.Fatal(err)
+				}
+				sent++
+				burst++
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		for range burst {
+			n, err := c.Read(buf)
+			if err != nil {
+				break
+			}
+			if n < 2 {
+				continue
+			}
+			answered[binary.BigEndian.Uint16(buf[:2])] = true
+		}
+	}
+	if _, err := c.Write([]byte{1, 2, 3}); err != nil { // a runt: dropped, still read
+		t.Fatal(err)
+	}
+	sent++
+	waitFor(t, "every datagram counted", func() bool { return s.Stats().QueriesUDP == uint64(sent) })
+
+	m := s.Metrics()
+	resent := uint64(sent - 1 - len(reqs))
+	for _, want := range []struct {
+		qtype, rcode string
+	}{{"A", "NOERROR"}, {"AAAA", "NXDOMAIN"}, {"MX", "NOERROR"}, {"A", "REFUSED"}} {
+		if got := queryCount(m, "udp", want.qtype, want.rcode); got < rounds || got > rounds+resent {
+			t.Errorf("queries{udp,%s,%s} = %d, want %d (+ up to %d sent again)", want.qtype, want.rcode, got, rounds, resent)
+		}
+	}
+	var total uint64
+	for _, q := range m.Queries {
+		total += q.Count
+	}
+	if total != uint64(sent-1) {
+		t.Errorf("%d queries counted, want %d", total, sent-1)
+	}
+	if got, want := m.Zones["example.com."], total-queryCount(m, "udp", "A", "REFUSED"); got != want {
+		t.Errorf("zone example.com. counted %d, want %d", got, want)
+	}
+	if m.ResponseSize.Count != total || m.Duration.Count != total {
+		t.Errorf("%d response sizes and %d durations, want %d each", m.ResponseSize.Count, m.Duration.Count, total)
 	}
 }
