@@ -3,8 +3,9 @@ package zone
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,10 +105,10 @@ const memoryReleaseRecords = 100_000
 
 // fileState is what the loader knows of one zone file.
 type fileState struct {
-	sum      [sha256.Size]byte // of the file and its includes, as last parsed
-	includes []string          // real paths of the files $INCLUDE opened
-	zone     *Zone             // last version that loaded (nil if none)
-	building *Zone             // zone whose precomputed copy is being built
+	sum      contentSum // of the file and its includes, as last parsed
+	includes []string   // real paths of the files $INCLUDE opened
+	zone     *Zone      // last version that loaded (nil if none)
+	building *Zone      // zone whose precomputed copy is being built
 	loadedAt time.Time
 	err      error // why the last parse failed
 	conflict error // why the zone is not served although it parsed
@@ -346,7 +347,7 @@ func (l *Loader) loadFile(path string) (int, error) {
 		return 0, e
 	}
 	pace := l.pace()
-	var dataSum [sha256.Size]byte
+	var dataSum contentSum
 	var hashed sync.WaitGroup
 	if st.zone == nil && st.err == nil {
 		// Never read: parsed whatever its content, while its hash (for
@@ -622,34 +623,44 @@ func zoneFiles(dir string) (paths []string, problems []error, err error) {
 	return paths, problems, nil
 }
 
-// fingerprint hashes a zone file's content (dataSum, its hashData) and its
-// includes' content (an include that cannot be read hashes as empty, which
-// differs from any earlier successful read only if it had content), its
-// loops paced by p.
-func fingerprint(dataSum [sha256.Size]byte, includes []string, p pacing) [sha256.Size]byte {
-	h := sha256.New()
-	h.Write(dataSum[:])
+// contentSum identifies the content of a zone file (and its includes'), to
+// tell whether it changed since it was parsed: a 64-bit hash/maphash with
+// a seed made when the process starts (contentSeed), so sums are compared
+// within one process only. hash/maphash reads a 25 MB file in about 2 ms,
+// SHA-256 in 13. A change that keeps the sum (1 in 2^64, and not
+// predictable without the seed) would be picked up at the next one.
+type contentSum uint64
+
+var contentSeed = maphash.MakeSeed()
+
+// fingerprint is the sum of a zone file's content (dataSum, its hashData)
+// and its includes' content (an include that cannot be read hashes as
+// empty, which differs from any earlier successful read only if it had
+// content), its loops paced by p.
+func fingerprint(dataSum contentSum, includes []string, p pacing) contentSum {
+	var h maphash.Hash
+	h.SetSeed(contentSeed)
+	var b8 [8]byte
+	h.Write(binary.BigEndian.AppendUint64(b8[:0], uint64(dataSum)))
 	for _, inc := range includes {
-		h.Write([]byte{0})
-		h.Write([]byte(inc))
+		h.WriteByte(0)
+		h.WriteString(inc)
 		if b, err := os.ReadFile(inc); err == nil {
-			sum := hashData(b, p)
-			h.Write(sum[:])
+			h.Write(binary.BigEndian.AppendUint64(b8[:0], uint64(hashData(b, p))))
 		}
 	}
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
+	return contentSum(h.Sum64())
 }
 
 // hashChunk is how much of a file hashData hashes between two yields
-// (about 0.2ms).
-const hashChunk = 256 << 10
+// (about 0.1ms).
+const hashChunk = 1 << 20
 
-// hashData returns the SHA-256 of data, yielding the core (p.yield)
-// between chunks: hashing a large zone file takes tens of milliseconds.
-func hashData(data []byte, p pacing) [sha256.Size]byte {
-	h := sha256.New()
+// hashData returns the sum of data, yielding the core (p.yield) between
+// chunks.
+func hashData(data []byte, p pacing) contentSum {
+	var h maphash.Hash
+	h.SetSeed(contentSeed)
 	for len(data) > 0 {
 		n := min(len(data), hashChunk)
 		h.Write(data[:n])
@@ -658,9 +669,7 @@ func hashData(data []byte, p pacing) [sha256.Size]byte {
 			p.yield()
 		}
 	}
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
+	return contentSum(h.Sum64())
 }
 
 // serialLess reports whether serial a is older than b in RFC 1982 serial

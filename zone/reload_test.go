@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -317,5 +318,44 @@ func TestLoaderExtraDirs(t *testing.T) {
 	waitFor(t, "the changed secondary zone", func() bool { return wwwA(st, "s.test.") == "192.0.2.51" })
 	if wwwA(st, "a.test.") != "192.0.2.1" {
 		t.Error("the zones directory's zone is gone")
+	}
+}
+
+// TestContentSum checks that the sum that decides whether a file changed
+// sees a one-byte change anywhere, chunk boundaries included, and a change
+// of an included file, and nothing else.
+func TestContentSum(t *testing.T) {
+	data := make([]byte, 3*hashChunk+17)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	base := hashData(data, loadAlone)
+	if again := hashData(slices.Clone(data), yieldToListeners); again != base {
+		t.Fatal("the same content hashed differently")
+	}
+	for _, at := range []int{0, 1, hashChunk - 1, hashChunk, hashChunk + 1, 2 * hashChunk, len(data) - 1} {
+		d := slices.Clone(data)
+		d[at] ^= 1
+		if hashData(d, loadAlone) == base {
+			t.Errorf("a change at byte %d kept the sum", at)
+		}
+	}
+	if hashData(data[:len(data)-1], loadAlone) == base {
+		t.Error("a shorter file kept the sum")
+	}
+	dir := t.TempDir()
+	inc := filepath.Join(dir, "inc")
+	if err := os.WriteFile(inc, []byte("a A 192.0.2.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f1 := fingerprint(base, []string{inc}, loadAlone)
+	if fingerprint(base, []string{inc}, loadAlone) != f1 || fingerprint(base, nil, loadAlone) == f1 {
+		t.Fatal("fingerprint does not follow its includes")
+	}
+	if err := os.WriteFile(inc, []byte("a A 192.0.2.2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fingerprint(base, []string{inc}, loadAlone) == f1 {
+		t.Error("a changed include kept the fingerprint")
 	}
 }

@@ -35,7 +35,9 @@ import (
 // directive is $ORIGIN or $TTL, all of them come before the first cut, a
 // $TTL is among them (without one, a record's TTL defaults to the previous
 // record's), and no other '$' starts or sits in a token outside quotes
-// and comments (so nothing can be taken for $GENERATE or $INCLUDE). If
+// and comments (so nothing can be taken for $GENERATE or $INCLUDE). A
+// file read as one part needs only that last condition, checked by a scan
+// for '$' alone (plainDollars). If
 // anything fails (a part does not parse, the builder finds a problem, or
 // the file has more than maxRecords records), the file is parsed again
 // sequentially through the lineReader, which reports every problem with
@@ -72,6 +74,9 @@ var splitSpecial = [256]bool{'\n': true, ';': true, '(': true, ')': true, '\\': 
 // up to parts parts of data, or ok false when data must be parsed
 // sequentially (see the comment at the top of this file).
 func splitZone(data []byte, parts int) (prelude []byte, out [][]byte, ok bool) {
+	if parts <= 1 {
+		return nil, [][]byte{data}, plainDollars(data)
+	}
 	var (
 		depth   int
 		cuts    []int // offsets of owner lines at which data is cut
@@ -165,6 +170,33 @@ func splitZone(data []byte, parts int) (prelude []byte, out [][]byte, ok bool) {
 		from = cut
 	}
 	return prelude, append(out, data[from:]), true
+}
+
+// plainDollars reports whether every '$' of data starts a $TTL or $ORIGIN
+// directive at the start of a line: then a ZoneParser reading all of data
+// through a plain reader parses what the lineReader's would (it meets no
+// $GENERATE, and $INCLUDE is refused), and no line needs tracking unless
+// there is an error. Any other '$', even in a quoted string or a comment,
+// makes it false, which only costs the faster path.
+func plainDollars(data []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], '$')
+		if j < 0 {
+			return true
+		}
+		p := i + j
+		if p > 0 && data[p-1] != '\n' {
+			return false
+		}
+		word := data[p:]
+		if k := bytes.IndexAny(word, " \t\n;"); k >= 0 {
+			word = word[:k]
+		}
+		if !bytes.EqualFold(word, []byte("$TTL")) && !bytes.EqualFold(word, []byte("$ORIGIN")) {
+			return false
+		}
+		i = p + 1
+	}
 }
 
 // parseData parses a zone held in memory (see parse), on up to workers

@@ -57,7 +57,7 @@ func TestParseSplit(t *testing.T) {
 		}
 	}
 	// split: parsed in parts; whole: parsed in one part through the plain
-	// reader (a late $ORIGIN is harmless there).
+	// reader (a late $ORIGIN or a missing $TTL is harmless there).
 	for _, tc := range []struct {
 		name, file, data string
 		split, whole     bool
@@ -66,7 +66,7 @@ func TestParseSplit(t *testing.T) {
 		{"tricky", "tricky.example.zone", tricky.String(), true, true},
 		{"records before the SOA", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "$TTL 3600\nearly A 192.0.2.9\nEarly TXT x\n", 1), true, true},
 		{"upper case and repeated owners", "big.example.zone", strings.ReplaceAll(string(data), "\nh1", "\nH1"), true, true},
-		{"no $TTL", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "", 1), false, false},
+		{"no $TTL", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "", 1), false, true},
 		{"late directive", "big.example.zone", string(data) + "$ORIGIN other.big.example.\nx A 192.0.2.3\n", false, true},
 		{"include", "big.example.zone", strings.Replace(string(data), "$TTL 3600\n", "$TTL 3600\n$INCLUDE nothing\n", 1), false, false},
 		{"generate", "big.example.zone", string(data) + "$GENERATE 1-3 g$ A 192.0.2.$\n", false, false},
