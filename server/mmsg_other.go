@@ -20,6 +20,9 @@ func (*mmsgBatch) sourcePort(int) netip.AddrPort { return netip.AddrPort{} }
 func (*mmsgBatch) setReply(int, int, []byte)     {}
 func (*mmsgBatch) write(int) error               { return errors.ErrUnsupported }
 
+// UDPReceiveBuffer is the receive buffer ListenUDP asks for on Linux.
+const UDPReceiveBuffer = 4 << 20
+
 // ListenUDP opens one UDP socket on addr: SO_REUSEPORT sockets are Linux
 // only here.
 func ListenUDP(addr string, n int) ([]net.PacketConn, error) {
