@@ -2,7 +2,7 @@
 # compare.sh: anyns against NSD, Knot DNS and BIND on this machine, in one run
 # (issue 6). Needs root (apt, taskset, peers' configs).
 #
-#   deploy/bench/compare.sh [--rounds N] [--duration S] [--no-bind] [--no-big]
+#   deploy/bench/compare.sh [--rounds N] [--duration S] [--load-rounds N] [--no-bind] [--no-big]
 #
 # Each server runs on 127.0.0.1 with a port of its own, one worker, pinned to
 # CPU 1 (every thread); dnsperf runs pinned to CPU 0. Per server and
@@ -11,12 +11,14 @@
 # and after), QPS per core of server CPU, p50/p99 latency (from a separate
 # paced run with dnsperf -v, so that printing does not slow the measured
 # run), lost queries, RSS, and the load time and RSS of a 1,000,000-record
-# zone. Medians over the rounds; then the ratios anyns/NSD and anyns/Knot.
+# zone (its own rounds, --load-rounds, default 3: each server in turn).
+# Medians over the rounds; then the ratios anyns/NSD and anyns/Knot.
 #
 # Only processes this script started are stopped, by PID.
 set -euo pipefail
 
 ROUNDS=3
+LOAD_ROUNDS=3
 DURATION=10
 WITH_BIND=1
 WITH_BIG=1
@@ -24,9 +26,10 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
+	--load-rounds) LOAD_ROUNDS=$2; shift 2 ;;
 	--no-bind) WITH_BIND=0; shift ;;
 	--no-big) WITH_BIG=0; shift ;;
-	*) echo "usage: $0 [--rounds N] [--duration S] [--no-bind] [--no-big]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--rounds N] [--duration S] [--load-rounds N] [--no-bind] [--no-big]" >&2; exit 2 ;;
 	esac
 done
 
@@ -158,13 +161,19 @@ wait_ready() {
 	for _ in $(seq 1 1200); do
 		if dig +time=1 +tries=1 +short -p "$1" @127.0.0.1 "$2" SOA 2>/dev/null | grep -q hostmaster; then
 			t1=$(date +%s.%N)
-			echo "$t0 $t1" | awk '{printf "%.2f", $2 - $1}'
+			echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
 			return 0
 		fi
-		sleep 0.05
+		sleep 0.02
 	done
 	echo "timeout"
 	return 1
+}
+
+# median_of X...: the median of the numbers given ("-" if none).
+median_of() {
+	printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -n |
+		awk '{a[NR] = $1} END {if (NR == 0) print "-"; else printf "%.3f", NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
 
 # tree PID: PID and all its descendants.
@@ -259,26 +268,38 @@ if [ $WITH_BIG = 1 ]; then
 	# RSS is read 3s after the zone answers, once anyns has built its
 	# precomputed answers in the background and released the load's
 	# garbage.
+	# The servers take turns, LOAD_ROUNDS times: the machine's speed
+	# drifts, and one sample each would compare different moments.
+	# RSS is read in the first round.
 	ONE_CPU=$SRV_CPU
 	ALL_CPUS=0-$(($(nproc) - 1))
-	for s in "${SERVERS[@]}"; do
-		for cpus in "$ONE_CPU" "$ALL_CPUS"; do
-			echo "# 1M-record zone: $s on CPUs $cpus" >&2
-			SRV_CPU=$cpus
-			"start_$s" "$W/big" "${PORT[$s]}" big.test.zone big.test
-			PIDS+=("$PID")
-			pid=$PID
-			t=$(wait_ready "${PORT[$s]}" big.test || true)
-			if [ "$cpus" = "$ONE_CPU" ]; then
-				LOAD[$s]=$t
-				pin_all "$pid"
-				sleep 3
-				LOADRSS[$s]=$(rss_kb "$pid")
-			else
-				LOADALL[$s]=$t
-			fi
-			stop "$pid"
+	declare -A LOADS LOADALLS
+	for lround in $(seq 1 "$LOAD_ROUNDS"); do
+		for s in "${SERVERS[@]}"; do
+			for cpus in "$ONE_CPU" "$ALL_CPUS"; do
+				SRV_CPU=$cpus
+				"start_$s" "$W/big" "${PORT[$s]}" big.test.zone big.test
+				PIDS+=("$PID")
+				pid=$PID
+				t=$(wait_ready "${PORT[$s]}" big.test || true)
+				echo "# 1M-record zone, round $lround: $s on CPUs $cpus ready in $t s" >&2
+				if [ "$cpus" = "$ONE_CPU" ]; then
+					LOADS[$s]+=" $t"
+					if [ "$lround" = 1 ]; then
+						pin_all "$pid"
+						sleep 3
+						LOADRSS[$s]=$(rss_kb "$pid")
+					fi
+				else
+					LOADALLS[$s]+=" $t"
+				fi
+				stop "$pid"
+			done
 		done
+	done
+	for s in "${SERVERS[@]}"; do
+		LOAD[$s]=$(median_of ${LOADS[$s]})
+		LOADALL[$s]=$(median_of ${LOADALLS[$s]})
 	done
 	SRV_CPU=$ONE_CPU
 fi
