@@ -179,9 +179,13 @@ func (b *mmsgBatch) doWrite(fd uintptr) bool {
 // the queries that arrive while a socket's reader is held up wait there,
 // and those beyond it are dropped. The kernel's default, 208 KiB, holds
 // about 250 small queries: 12 ms at 20,000 queries per second, which a
-// reload of a large zone on a busy core can reach. The kernel grants at
-// most net.core.rmem_max (208 KiB too on a stock kernel; see the README).
-const UDPReceiveBuffer = 4 << 20
+// reload of a large zone on a busy core can reach. 512 KiB holds about
+// 1,300 (65 ms at that rate). Not more: under a flood the buffer is the
+// queue every query waits in, a health probe's too (4 MiB made it 127 ms
+// at 85,000 queries per second in TestOverload, which allows 100). The
+// kernel grants at most net.core.rmem_max (208 KiB on a stock kernel; see
+// the README).
+const UDPReceiveBuffer = 512 << 10
 
 // ListenUDP opens n UDP sockets on addr ("host:port") with SO_REUSEPORT, so
 // that the kernel spreads datagrams over them (by flow hash): give each to

@@ -21,7 +21,7 @@ func (*mmsgBatch) setReply(int, int, []byte)     {}
 func (*mmsgBatch) write(int) error               { return errors.ErrUnsupported }
 
 // UDPReceiveBuffer is the receive buffer ListenUDP asks for on Linux.
-const UDPReceiveBuffer = 4 << 20
+const UDPReceiveBuffer = 512 << 10
 
 // ListenUDP opens one UDP socket on addr: SO_REUSEPORT sockets are Linux
 // only here.
