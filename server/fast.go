@@ -375,6 +375,7 @@ func (q *query) packCopy(rr dns.RR, buf []byte, off int) (int, bool) {
 	default:
 		return 0, false
 	}
+	q.copied = true
 	off, err := dns.PackRR(c, buf, off, q.cm, true)
 	return off, err == nil
 }

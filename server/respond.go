@@ -50,6 +50,9 @@ type query struct {
 	optRR []dns.RR // scratch for an additional section of only the OPT
 	qs    [1]dns.Question
 	slow  bool // the general path ran: release clears its state
+	// copied: packCopy filled soa, ns, a or aaaa (release clears them; the
+	// general path may fill them too, and sets slow).
+	copied bool
 
 	info  reqInfo // what the transport knows of the query (metrics.go)
 	shard uint8   // index of the metrics shard this query counts in
@@ -182,7 +185,12 @@ func (s *Server) release(q *query) {
 	q.zr.Reset()
 	q.qname = ""
 	q.info, q.qtype = reqInfo{}, 0
-	q.soa, q.ns, q.a, q.aaaa = dns.SOA{}, dns.NS{}, dns.A{}, dns.AAAA{}
+	if q.copied || q.slow {
+		// Only when filled: zeroing them costs a fifth of a fast-path
+		// answer's user time.
+		q.copied = false
+		q.soa, q.ns, q.a, q.aaaa = dns.SOA{}, dns.NS{}, dns.A{}, dns.AAAA{}
+	}
 	if q.slow {
 		q.slow = false
 		q.req = dns.Msg{}

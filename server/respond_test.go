@@ -523,3 +523,38 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("New(zero Config): %v", err)
 	}
 }
+
+// TestReleaseClearsCopies checks that a query returned to the pool keeps no
+// copy of a stored RR that packCopy made (it would pin an old zone's names
+// in memory), and that the general path's copies are cleared too.
+func TestReleaseClearsCopies(t *testing.T) {
+	s := newServer(t, testConfig(), testStore(t))
+	buf := make([]byte, 512)
+	for _, tc := range []struct {
+		name string
+		fill func(q *query)
+	}{
+		{"packCopy", func(q *query) {
+			if _, ok := q.packCopy(rr(t, "example.com. 300 IN SOA ns1.example.com. h.example.com. 1 2 3 4 5"), buf, 12); !ok {
+				t.Fatal("packCopy of an SOA failed")
+			}
+			if _, ok := q.packCopy(rr(t, "www.example.com. 300 IN A 192.0.2.1"), buf, 100); !ok {
+				t.Fatal("packCopy of an A failed")
+			}
+		}},
+		{"general path", func(q *query) {
+			q.slow = true
+			q.aaaa = *rr(t, "www.example.com. 300 IN AAAA 2001:db8::1").(*dns.AAAA)
+		}},
+	} {
+		q := s.queries.Get().(*query)
+		tc.fill(q)
+		if q.soa.Hdr.Name == "" && q.aaaa.Hdr.Name == "" {
+			t.Fatalf("%s: nothing was copied", tc.name)
+		}
+		s.release(q)
+		if q.copied || q.slow || q.soa.Hdr.Name != "" || q.a.A != nil || q.aaaa.AAAA != nil || q.ns.Ns != "" {
+			t.Errorf("%s: release left copies: soa %q a %v aaaa %v copied %v", tc.name, q.soa.Hdr.Name, q.a.A, q.aaaa.AAAA, q.copied)
+		}
+	}
+}
