@@ -15,7 +15,10 @@
 # p50, p99, p99.9 and maximum latency of every answer of the run, measured
 # by dnsperf, a process of its own, so the server's garbage collector
 # cannot delay the clock that measures it; and the same for a run without
-# reloads, the baseline.
+# reloads, the baseline. Where lost queries went: srv_drops counts those the
+# server's socket dropped (its receive buffer full; /proc/net/udp), and
+# other_drops the datagrams every other socket of the machine dropped so
+# meanwhile, dnsperf's answers among them (/proc/net/snmp RcvbufErrors).
 #
 # Needs root only to install dnsperf and knot when missing. Only processes
 # this script started are stopped, by PID.
@@ -98,11 +101,28 @@ change() {
 	mv "$W/zones/.next" "$W/zones/big.test.zone"
 }
 
+# sock_drops PORT: datagrams dropped so far by the UDP sockets bound to PORT
+# (the server's: /proc/net/udp's drops column, receive buffer full).
+sock_drops() {
+	awk -v port="$(printf '%04X' "$1")" '$2 ~ ":" port "$" {d += $NF} END {print d + 0}' /proc/net/udp
+}
+# rcvbuf_errors: the machine's UDP receive-buffer errors so far (every
+# socket: the server's, dnsperf's, anyone's).
+rcvbuf_errors() {
+	awk '$1 == "Udp:" && !h {for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next}
+		$1 == "Udp:" {print $col["RcvbufErrors"]}' /proc/net/snmp
+}
+
 # run NAME PORT RELOADS: dnsperf at RATE for as long as RELOADS reloads
-# take (at least 4s); prints "sent lost p50 p99 p999 max" (latencies in
-# microseconds).
+# take (at least 4s); prints "sent lost p50 p99 p999 max srv_drops
+# other_drops" (latencies in microseconds; srv_drops: queries the server's
+# socket dropped, its receive buffer full; other_drops: datagrams other
+# sockets of the machine dropped so, dnsperf's answers among them).
 run() {
 	local name=$1 port=$2 n=$3 dur=$((4 + 3 * $3)) out
+	local sd0 ge0 sd1 ge1
+	sd0=$(sock_drops "$port")
+	ge0=$(rcvbuf_errors)
 	taskset -c 0 dnsperf -s 127.0.0.1 -p "$port" -d "$W/queries" -l "$dur" -Q "$RATE" -c 1 -q 1000 -v \
 		>"$W/$name-$n.out" 2>&1 &
 	local perf=$!
@@ -117,15 +137,18 @@ run() {
 		echo "  $name: serial $SERIAL serves" >&2
 	done
 	wait "$perf" || true
+	sd1=$(sock_drops "$port")
+	ge1=$(rcvbuf_errors)
 	PIDS=("${PIDS[@]/$perf/}")
 	out=$W/$name-$n.out
 	local sent lost
 	sent=$(awk '/Queries sent:/ {print $3}' "$out")
 	lost=$(awk '/Queries lost:/ {print $3}' "$out")
-	awk '$1 == ">" {print $NF}' "$out" | sort -g | awk -v sent="$sent" -v lost="$lost" '{a[NR] = $1} END {
-		if (NR == 0) {print sent, lost, "- - - -"; exit}
-		printf "%s %s %.0f %.0f %.0f %.0f\n", sent, lost, a[int(NR * 0.5) + 1] * 1e6,
-			a[int(NR * 0.99) + 1] * 1e6, a[int(NR * 0.999) + 1] * 1e6, a[NR] * 1e6 }'
+	awk '$1 == ">" {print $NF}' "$out" | sort -g | awk -v sent="$sent" -v lost="$lost" \
+		-v sd=$((sd1 - sd0)) -v od=$((ge1 - ge0 - (sd1 - sd0))) '{a[NR] = $1} END {
+		if (NR == 0) {print sent, lost, "- - - -", sd, od; exit}
+		printf "%s %s %.0f %.0f %.0f %.0f %d %d\n", sent, lost, a[int(NR * 0.5) + 1] * 1e6,
+			a[int(NR * 0.99) + 1] * 1e6, a[int(NR * 0.999) + 1] * 1e6, a[NR] * 1e6, sd, od }'
 }
 
 declare -A PORT=([anyns]=5391 [knot]=5392)
@@ -149,9 +172,11 @@ done
 echo
 echo "1M-record zone reloaded under $RATE queries/s (dnsperf on CPU 0; servers on CPUs $CPUS),"
 echo "$(uname -srm), $(nproc) CPUs; latency of every answer in the run, in microseconds:"
-printf "%-6s %8s %9s %6s %8s %8s %8s %8s\n" server reloads sent lost p50 p99 p99.9 max
+printf "%-6s %8s %9s %6s %8s %8s %8s %8s %9s %11s\n" server reloads sent lost p50 p99 p99.9 max srv_drops other_drops
 for r in "${RESULTS[@]}"; do
 	# shellcheck disable=SC2086
-	printf "%-6s %8s %9s %6s %8s %8s %8s %8s\n" $r
+	printf "%-6s %8s %9s %6s %8s %8s %8s %8s %9s %11s\n" $r
 done
+echo "srv_drops: queries the server's socket dropped (receive buffer full); other_drops: datagrams"
+echo "other sockets of the machine dropped so meanwhile (dnsperf's answers among them)."
 echo "(work dir: $W)"
