@@ -224,7 +224,10 @@ measure() {
 	# warm up
 	taskset -c $GEN_CPU dnsperf "${args[@]/$DURATION/2}" >/dev/null 2>&1 || true
 	before=$(cpu "$pid")
+	local d0 d1
+	d0=$(sock_drops "$port")
 	out=$(taskset -c $GEN_CPU dnsperf "${args[@]}" 2>&1)
+	d1=$(sock_drops "$port")
 	after=$(cpu "$pid")
 	local sent done lost qps
 	sent=$(awk '/Queries sent:/ {print $3}' <<<"$out")
@@ -238,7 +241,7 @@ measure() {
 		awk '$1 == ">" {print $NF}' | sort -g | awk '{a[NR] = $1} END {
 			if (NR == 0) {print "- -"; exit}
 			printf "%.0f %.0f", a[int(NR * 0.5) + 1] * 1e6, a[int(NR * 0.99) + 1] * 1e6 }')
-	echo "$name $tr $round $done $lost $qps $before $after $lat $(rss_kb "$pid")" >>"$RESULTS"
+	echo "$name $tr $round $done $lost $qps $before $after $lat $(rss_kb "$pid") $((d1 - d0))" >>"$RESULTS"
 	echo "  $name $tr round $round: $qps qps, sent $sent, lost $lost" >&2
 }
 
@@ -312,12 +315,12 @@ echo "server on CPU $SRV_CPU, dnsperf on CPU $GEN_CPU (UDP: 1 socket, 500 outsta
 echo "Per-round figures:"
 awk -v hz="$HZ" '{
 	cpu = ($9 - $7 + $10 - $8) / hz
-	printf "  %-5s %s r%s  qps %8.0f  cpu us/q %5.2f (user %5.2f sys %5.2f)  lost %s\n", $1, $2, $3, $6,
-		cpu * 1e6 / $4, ($9 - $7) / hz * 1e6 / $4, ($10 - $8) / hz * 1e6 / $4, $5
+	printf "  %-5s %s r%s  qps %8.0f  cpu us/q %5.2f (user %5.2f sys %5.2f)  lost %s (dropped by the server %s)\n", $1, $2, $3, $6,
+		cpu * 1e6 / $4, ($9 - $7) / hz * 1e6 / $4, ($10 - $8) / hz * 1e6 / $4, $5, $14
 }' "$RESULTS"
 echo
 echo "Medians over $ROUNDS rounds:"
-printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %9s %12s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB load_1M RSS_1M_B/rec load_1M_all
+printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %9s %12s %8s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB load_1M RSS_1M_B/rec load_1M_all dropped
 for s in "${SERVERS[@]}"; do
 	for tr in udp tcp; do
 		awk -v s="$s" -v tr="$tr" -v hz="$HZ" -v load="${LOAD[$s]:--}" -v lrss="${LOADRSS[$s]:-0}" -v loadall="${LOADALL[$s]:--}" '
@@ -330,14 +333,14 @@ for s in "${SERVERS[@]}"; do
 			qps[n] = $6; lost[n] = $5; rss[n] = $13 / 1024
 			u = ($9 - $7) / hz; y = ($10 - $8) / hz
 			us[n] = (u + y) * 1e6 / $4; uu[n] = u * 1e6 / $4; ss[n] = y * 1e6 / $4
-			pc[n] = $4 / (u + y); p50[n] = $11; p99[n] = $12
+			pc[n] = $4 / (u + y); p50[n] = $11; p99[n] = $12; drop[n] = $14
 		}
 		END {
 			if (n == 0) exit
-			printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8s %9.0f %12s\n", s, tr,
+			printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8s %9.0f %12s %8.0f\n", s, tr,
 				median(qps, n), median(us, n), median(uu, n), median(ss, n), median(pc, n),
 				median(p50, n), median(p99, n), median(lost, n), median(rss, n), load,
-				lrss * 1024 / 1000000, loadall
+				lrss * 1024 / 1000000, loadall, median(drop, n)
 		}' "$RESULTS" | tee -a "$W/table"
 	done
 done
@@ -346,7 +349,22 @@ echo "Ratios (anyns / peer, server CPU per query; lower is better):"
 for peer in nsd knot; do
 	for tr in udp tcp; do
 		awk -v p="$peer" -v tr="$tr" '$2 == tr && $1 == "anyns" {a = $4} $2 == tr && $1 == p {b = $4}
-			END {if (a && b) printf "  anyns/%s %s: %.2f\n", p, tr, a / b}' "$W/table"
+			END {if (a && b) printf "  anyns/%s %s: %.2f", p, tr, a / b}' "$W/table"
+		# The same ratio round by round (the servers of a round ran minutes
+		# apart, not hours), and its median.
+		awk -v p="$peer" -v tr="$tr" -v hz="$HZ" '
+		function median(a, n,   i, j, t) {
+			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
+			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+		}
+		$2 == tr && ($1 == "anyns" || $1 == p) {us[$1, $3] = ($9 - $7 + $10 - $8) / hz * 1e6 / $4; if ($3 > last) last = $3}
+		END {
+			for (r = 1; r <= last; r++) if ((("anyns", r) in us) && ((p, r) in us) && us[p, r] > 0) {
+				n++; q[n] = us["anyns", r] / us[p, r]; list = list sprintf(" %.2f", q[n])
+			}
+			if (n) printf " (round by round:%s; their median %.2f)", list, median(q, n)
+			print ""
+		}' "$RESULTS"
 	done
 	awk -v p="$peer" '$2 == "udp" && $1 == "anyns" {a = $12; ar = $13; aa = $14} $2 == "udp" && $1 == p {b = $12; br = $13; ba = $14}
 		END {if (a + 0 && b + 0) printf "  anyns/%s 1M-zone load time: %.2f on one core, %.2f on all cores; RSS: %.2f\n", p, a / b, aa / ba, ar / br}' "$W/table"

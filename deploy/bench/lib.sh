@@ -73,3 +73,15 @@ write_big_zone() {
 			printf "h%d IN A 10.%d.%d.%d\n", i, int(i/65536)%256, int(i/256)%256, i%256
 	}' >"$1"
 }
+
+# sock_drops PORT: datagrams dropped so far by the UDP sockets bound to PORT
+# (the server's: /proc/net/udp's drops column, receive buffer full).
+sock_drops() {
+	awk -v port="$(printf '%04X' "$1")" '$2 ~ ":" port "$" {d += $NF} END {print d + 0}' /proc/net/udp
+}
+# rcvbuf_errors: the machine's UDP receive-buffer errors so far (every
+# socket: the server's, dnsperf's, anyone's).
+rcvbuf_errors() {
+	awk '$1 == "Udp:" && !h {for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next}
+		$1 == "Udp:" {print $col["RcvbufErrors"]}' /proc/net/snmp
+}

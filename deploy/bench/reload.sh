@@ -101,18 +101,6 @@ change() {
 	mv "$W/zones/.next" "$W/zones/big.test.zone"
 }
 
-# sock_drops PORT: datagrams dropped so far by the UDP sockets bound to PORT
-# (the server's: /proc/net/udp's drops column, receive buffer full).
-sock_drops() {
-	awk -v port="$(printf '%04X' "$1")" '$2 ~ ":" port "$" {d += $NF} END {print d + 0}' /proc/net/udp
-}
-# rcvbuf_errors: the machine's UDP receive-buffer errors so far (every
-# socket: the server's, dnsperf's, anyone's).
-rcvbuf_errors() {
-	awk '$1 == "Udp:" && !h {for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next}
-		$1 == "Udp:" {print $col["RcvbufErrors"]}' /proc/net/snmp
-}
-
 # run NAME PORT RELOADS: dnsperf at RATE for as long as RELOADS reloads
 # take (at least 4s); prints "sent lost p50 p99 p999 max srv_drops
 # other_drops" (latencies in microseconds; srv_drops: queries the server's
