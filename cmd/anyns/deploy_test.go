@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -628,5 +629,78 @@ func TestLab(t *testing.T) {
 	// Each step shows the router's view.
 	if n := strings.Count(out, "--- router: birdc show route"); n < 6 {
 		t.Errorf("demo shows the router's routes %d times, want at every step", n)
+	}
+}
+
+// TestDeployScripts checks the syntax of every shell script under deploy/
+// (bash -n), and the drop counters the benchmarks share (deploy/bench/lib.sh):
+// a UDP socket that is sent more than its receive buffer holds, and never
+// read, must show drops in sock_drops, and the machine's RcvbufErrors must
+// not go down.
+func TestDeployScripts(t *testing.T) {
+	var scripts []string
+	err := filepath.WalkDir(deployDir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".sh") {
+			scripts = append(scripts, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scripts) < 4 {
+		t.Fatalf("found %d scripts under %s: %v", len(scripts), deployDir, scripts)
+	}
+	for _, s := range scripts {
+		if out, err := exec.Command("bash", "-n", s).CombinedOutput(); err != nil {
+			t.Errorf("bash -n %s: %v\n%s", s, err, out)
+		}
+	}
+
+	if _, err := os.Stat("/proc/net/udp"); err != nil {
+		t.Skip("no /proc/net/udp:", err)
+	}
+	lib, err := filepath.Abs(filepath.Join(deployDir, "bench", "lib.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counters := func(port int) (drops, errs int) {
+		t.Helper()
+		out, err := exec.Command("bash", "-c", `. "$0"; echo "$(sock_drops "$1") $(rcvbuf_errors)"`, lib, strconv.Itoa(port)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("lib.sh: %v\n%s", err, out)
+		}
+		if _, err := fmt.Sscan(string(out), &drops, &errs); err != nil {
+			t.Fatalf("lib.sh printed %q: %v", out, err)
+		}
+		return drops, errs
+	}
+	sink, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	if err := sink.(*net.UDPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	port := sink.LocalAddr().(*net.UDPAddr).Port
+	d0, e0 := counters(port)
+	if d0 != 0 {
+		t.Fatalf("sock_drops %d: a new socket has dropped %d datagrams", port, d0)
+	}
+	src, err := net.Dial("udp", sink.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	msg := make([]byte, 512)
+	for range 200 { // far beyond a 4 KiB buffer (the kernel doubles it)
+		if _, err := src.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d1, e1 := counters(port)
+	if d1 == 0 || e1 < e0+d1 {
+		t.Errorf("after 200 datagrams into a 4 KiB buffer: sock_drops %d, rcvbuf_errors %d → %d", d1, e0, e1)
 	}
 }
