@@ -37,10 +37,9 @@ bench:
 # answering queries (BenchmarkRespond). Regenerate it after a change to
 # either path, and check the load time and CPU per query (README,
 # "Performance").
-PGO_TMP := $(shell mktemp -d -u /tmp/anyns-pgo.XXXXXX)
 pgo:
-	mkdir -p $(PGO_TMP)
-	$(GO) test -run '^$$' -bench 'Load1MFlat$$' -benchtime 3x -cpuprofile $(PGO_TMP)/load.prof -o $(PGO_TMP)/zone.test ./zone
-	$(GO) test -run '^$$' -bench 'Respond$$' -benchtime 300ms -cpuprofile $(PGO_TMP)/respond.prof -o $(PGO_TMP)/server.test ./server
-	$(GO) tool pprof -proto $(PGO_TMP)/load.prof $(PGO_TMP)/respond.prof > cmd/anyns/default.pgo
-	rm -rf $(PGO_TMP)
+	set -e; d=$$(mktemp -d); \
+	$(GO) test -run '^$$' -bench 'Load1MFlat$$' -benchtime 3x -cpuprofile $$d/load.prof -o $$d/zone.test ./zone; \
+	$(GO) test -run '^$$' -bench 'Respond$$' -benchtime 300ms -cpuprofile $$d/respond.prof -o $$d/server.test ./server; \
+	$(GO) tool pprof -proto $$d/load.prof $$d/respond.prof > cmd/anyns/default.pgo; \
+	rm -rf $$d

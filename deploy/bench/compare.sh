@@ -312,6 +312,11 @@ echo
 echo "anyns vs peers: $(uname -srm), $(nproc) CPUs ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')),"
 echo "10,000-name zone, $NQUERIES-query mix (70% existing, 20% NXDOMAIN, 10% other types), ${DURATION}s per run,"
 echo "server on CPU $SRV_CPU, dnsperf on CPU $GEN_CPU (UDP: 1 socket, 500 outstanding; TCP: $TCP_CONNS connections, 800 outstanding)."
+# AWK_MEDIAN: median(a, n) of a[1..n] (sorts a), for the awk programs below.
+AWK_MEDIAN='function median(a, n,   i, j, t) {
+	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}'
 echo "Per-round figures:"
 awk -v hz="$HZ" '{
 	cpu = ($9 - $7 + $10 - $8) / hz
@@ -324,10 +329,7 @@ printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %9s %12s %8s\n" serve
 for s in "${SERVERS[@]}"; do
 	for tr in udp tcp; do
 		awk -v s="$s" -v tr="$tr" -v hz="$HZ" -v load="${LOAD[$s]:--}" -v lrss="${LOADRSS[$s]:-0}" -v loadall="${LOADALL[$s]:--}" '
-		function median(a, n,   i, j, t) {
-			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
-			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-		}
+		'"$AWK_MEDIAN"'
 		$1 == s && $2 == tr {
 			n++
 			qps[n] = $6; lost[n] = $5; rss[n] = $13 / 1024
@@ -353,10 +355,7 @@ for peer in nsd knot; do
 		# The same ratio round by round (the servers of a round ran minutes
 		# apart, not hours), and its median.
 		awk -v p="$peer" -v tr="$tr" -v hz="$HZ" '
-		function median(a, n,   i, j, t) {
-			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
-			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-		}
+		'"$AWK_MEDIAN"'
 		$2 == tr && ($1 == "anyns" || $1 == p) {us[$1, $3] = ($9 - $7 + $10 - $8) / hz * 1e6 / $4; if ($3 > last) last = $3}
 		END {
 			for (r = 1; r <= last; r++) if ((("anyns", r) in us) && ((p, r) in us) && us[p, r] > 0) {
