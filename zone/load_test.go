@@ -10,26 +10,27 @@ import (
 	"testing"
 )
 
+// runtimeUint64 reads the runtime/metrics counter name.
+func runtimeUint64(t *testing.T, name string) uint64 {
+	t.Helper()
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		t.Fatalf("%s: kind %v", name, s[0].Value.Kind())
+	}
+	return s[0].Value.Uint64()
+}
+
 // gogc returns the GC target percent now (as GOGC), -1 when off.
 func gogc(t *testing.T) int {
 	t.Helper()
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		t.Fatalf("/gc/gogc:percent: kind %v", s[0].Value.Kind())
-	}
-	return int(int64(s[0].Value.Uint64()))
+	return int(int64(runtimeUint64(t, "/gc/gogc:percent")))
 }
 
 // forcedGCs returns the number of GC cycles forced so far (runtime.GC).
 func forcedGCs(t *testing.T) uint64 {
 	t.Helper()
-	s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		t.Fatalf("/gc/cycles/forced:gc-cycles: kind %v", s[0].Value.Kind())
-	}
-	return s[0].Value.Uint64()
+	return runtimeUint64(t, "/gc/cycles/forced:gc-cycles")
 }
 
 func TestLoadSettings(t *testing.T) {
