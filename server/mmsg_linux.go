@@ -38,16 +38,24 @@ type mmsgBatch struct {
 	writeFn   func(fd uintptr) bool
 	writeFrom int
 	writeN    int
+	blocking  bool // a blockingConn's: reads wait in recvmmsg
 }
 
 // newMmsgBatch returns a batch of n datagrams of size bytes each for pc,
-// or nil when pc is not a *net.UDPConn.
+// or nil when pc is neither a *net.UDPConn nor a blockingConn.
 func newMmsgBatch(pc net.PacketConn, n, size int) *mmsgBatch {
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
+	var sc syscall.Conn
+	blocking := false
+	switch pc := pc.(type) {
+	case *net.UDPConn:
+		sc = pc
+	case *blockingConn:
+		sc = pc
+		blocking = true
+	default:
 		return nil
 	}
-	rc, err := uc.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}
@@ -73,6 +81,7 @@ func newMmsgBatch(pc net.PacketConn, n, size int) *mmsgBatch {
 		o.Iov = &b.outIov[i]
 		o.SetIovlen(1)
 	}
+	b.blocking = blocking
 	b.readFn = b.doRead
 	b.writeFn = b.doWrite
 	return b
@@ -95,8 +104,11 @@ func (b *mmsgBatch) read() (int, error) {
 	return b.nread, nil
 }
 
+// doRead is one recvmmsg. MSG_WAITFORONE: on a blocking socket
+// (blockingConn) wait for the first datagram only, then take what is
+// queued; a non-blocking socket never waits anyway.
 func (b *mmsgBatch) doRead(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)), 0, 0, 0)
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)), unix.MSG_WAITFORONE, 0, 0)
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false
 	}
@@ -192,9 +204,18 @@ const UDPReceiveBuffer = 512 << 10
 // its own ServeUDP call, one per core. Each asks for a receive buffer of
 // UDPReceiveBuffer bytes. Port 0 picks one free port for all n. On error
 // every socket opened is closed.
+//
+// On an address of one host (not 0.0.0.0 or ::, not link-local with a
+// zone) the sockets are blocking ones outside Go's network poller, whose
+// readers wait in recvmmsg (see blockingConn): they support no deadlines.
+// On a wildcard address they are *net.UDPConn, whose readers need the
+// control messages of x/net to answer from each query's destination.
 func ListenUDP(addr string, n int) ([]net.PacketConn, error) {
 	if n < 1 {
 		return nil, errors.New("listen udp: need at least one socket")
+	}
+	if ap, err := netip.ParseAddrPort(addr); err == nil && !ap.Addr().IsUnspecified() && ap.Addr().Zone() == "" {
+		return listenBlockingN(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), n)
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
@@ -220,6 +241,25 @@ func ListenUDP(addr string, n int) ([]net.PacketConn, error) {
 			addr = pc.LocalAddr().String() // port 0: the same port for all
 		}
 		pcs = append(pcs, pc)
+	}
+	return pcs, nil
+}
+
+// listenBlockingN is ListenUDP's n blocking sockets on ap.
+func listenBlockingN(ap netip.AddrPort, n int) ([]net.PacketConn, error) {
+	pcs := make([]net.PacketConn, 0, n)
+	for range n {
+		c, err := listenBlocking(ap)
+		if err != nil {
+			for _, p := range pcs {
+				_ = p.Close()
+			}
+			return nil, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(ap), Err: err}
+		}
+		if len(pcs) == 0 {
+			ap = c.laddr.AddrPort() // port 0: the same port for all
+		}
+		pcs = append(pcs, c)
 	}
 	return pcs, nil
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // mmsgBatch is Linux only; elsewhere udpReader uses x/net's batches.
-type mmsgBatch struct{}
+type mmsgBatch struct{ blocking bool }
 
 func newMmsgBatch(net.PacketConn, int, int) *mmsgBatch { return nil }
 
@@ -19,6 +19,9 @@ func (*mmsgBatch) source(int) netip.Addr         { return netip.Addr{} }
 func (*mmsgBatch) sourcePort(int) netip.AddrPort { return netip.AddrPort{} }
 func (*mmsgBatch) setReply(int, int, []byte)     {}
 func (*mmsgBatch) write(int) error               { return errors.ErrUnsupported }
+
+// isBlocking: blocking sockets (blockingConn) are Linux only.
+func isBlocking(net.PacketConn) bool { return false }
 
 // UDPReceiveBuffer is the receive buffer ListenUDP asks for on Linux.
 const UDPReceiveBuffer = 512 << 10

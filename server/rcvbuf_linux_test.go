@@ -1,10 +1,10 @@
 package server
 
 import (
-	"net"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -22,7 +22,7 @@ func TestListenUDPReceiveBuffer(t *testing.T) {
 	}
 	for _, pc := range pcs {
 		defer pc.Close()
-		rc, err := pc.(*net.UDPConn).SyscallConn()
+		rc, err := pc.(syscall.Conn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)
 		}

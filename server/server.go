@@ -333,7 +333,8 @@ func (s *Server) Stats() Stats {
 var aLongTimeAgo = time.Unix(1, 0)
 
 // Shutdown stops the server: UDP reads are unblocked with a deadline in the
-// past (the caller still owns and closes the PacketConns), TCP listeners are
+// past, or on ListenUDP's blocking sockets by shutting their read side
+// down for good (the caller still owns and closes the PacketConns), TCP listeners are
 // closed, idle TCP connections are closed, and Shutdown waits until every
 // in-flight query is answered or ctx is done, whichever comes first. It
 // returns ctx.Err() in the latter case. With Config.Dnstap, it then waits
@@ -346,7 +347,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.done)
 	}
 	for pc := range s.udpConns {
-		_ = pc.SetReadDeadline(aLongTimeAgo)
+		if b, ok := pc.(interface{ stopReads() }); ok {
+			b.stopReads() // a blockingConn: no deadlines
+		} else {
+			_ = pc.SetReadDeadline(aLongTimeAgo)
+		}
 	}
 	for ln := range s.listeners {
 		_ = ln.Close()

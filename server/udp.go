@@ -4,8 +4,10 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"time"
 
+	"github.com/anyns/anyns/zone"
 	"go.uber.org/zap"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -59,7 +61,14 @@ func (s *Server) ServeUDP(pc net.PacketConn) error {
 	}()
 
 	u := &udpSocket{pc: pc, local: addrPortOf(pc.LocalAddr())}
-	if uc, ok := pc.(*net.UDPConn); ok {
+	n := numReaders()
+	if isBlocking(pc) {
+		// One reader: it waits in recvmmsg, where a second one would only
+		// be woken with it. It keeps its P while it waits: see
+		// zone.SpareProc.
+		n = 1
+		defer zone.SpareProc()()
+	} else if uc, ok := pc.(*net.UDPConn); ok {
 		la, _ := uc.LocalAddr().(*net.UDPAddr)
 		u.v6 = la != nil && la.IP.To4() == nil
 		u.dst = la != nil && la.IP.IsUnspecified()
@@ -84,7 +93,6 @@ func (s *Server) ServeUDP(pc net.PacketConn) error {
 		}
 	}
 
-	n := numReaders()
 	errc := make(chan error, n)
 	for range n {
 		go func() { errc <- s.udpReader(u) }()
@@ -104,13 +112,13 @@ func (s *Server) ServeUDP(pc net.PacketConn) error {
 // udpReader reads, answers and writes batches until a fatal error or
 // Shutdown.
 func (s *Server) udpReader(u *udpSocket) error {
-	if u.bc == nil {
-		return s.udpReaderPlain(u)
-	}
 	if !u.dst {
 		if b := newMmsgBatch(u.pc, udpBatch, udpReadSize); b != nil {
 			return s.udpReaderMmsg(b, u.local)
 		}
+	}
+	if u.bc == nil {
+		return s.udpReaderPlain(u)
 	}
 	in := make([]ipv4.Message, udpBatch)
 	out := make([]ipv4.Message, udpBatch)
@@ -175,6 +183,7 @@ func (s *Server) udpReaderMmsg(b *mmsgBatch, local netip.AddrPort) error {
 	}
 	var delay time.Duration
 	counts := udpCounts{s: s, shard: s.metrics.shard()}
+	var yieldAt time.Time
 	for {
 		n, err := b.read()
 		if err != nil {
@@ -203,6 +212,16 @@ func (s *Server) udpReaderMmsg(b *mmsgBatch, local netip.AddrPort) error {
 			}
 		}
 		s.metrics.dur.observeN(time.Since(start), nout)
+		if b.blocking && start.After(yieldAt) {
+			// A goroutine that waits in system calls never passes through
+			// the scheduler, and one that has not for 10ms is taken for a
+			// runaway: the runtime's monitor signals its thread and hands
+			// its P away at each of its ticks (down to 20µs apart). Every
+			// 5ms it passes through (which wakes a thread to look for
+			// work, as a yield does: so not at every batch).
+			runtime.Gosched()
+			yieldAt = start.Add(5 * time.Millisecond)
+		}
 	}
 }
 

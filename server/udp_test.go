@@ -45,15 +45,29 @@ func TestListenUDPReusePort(t *testing.T) {
 // TestUDPAllocs fails when answering over a real UDP socket (recvmmsg,
 // Respond, sendmmsg) allocates in the steady state: the budget is zero. The
 // client side allocates nothing either, so every allocation counted is the
-// server's.
+// server's. Both kinds of socket: one of the net package's (read through
+// Go's network poller) and ListenUDP's blocking one.
 func TestUDPAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under -race")
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Run("poller", func(t *testing.T) {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		testUDPAllocs(t, pc)
+	})
+	t.Run("blocking", func(t *testing.T) {
+		pcs, err := ListenUDP("127.0.0.1:0", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testUDPAllocs(t, pcs[0])
+	})
+}
+
+func testUDPAllocs(t *testing.T, pc net.PacketConn) {
 	s := newServer(t, testConfig(), nil)
 	done := make(chan error, 1)
 	go func() { done <- s.ServeUDP(pc) }()

@@ -60,11 +60,13 @@ const loadExtraProcs = 2
 var loads struct {
 	mu      sync.Mutex
 	n       int  // loads in progress
-	raised  bool // GC target and Ps raised; the fields below restore them
+	raised  bool // GC target and Ps raised; gc restores the target
 	gc      int  // GC percent before
-	procs   int  // GOMAXPROCS before
 	garbage bool // a load that ended meanwhile parsed something
 	release bool // one of them asks for the memory to go back at once
+
+	spares int // SpareProc holders: one P more while there is any
+	base   int // GOMAXPROCS without the Ps added (valid while any is)
 }
 
 // loadEnd is how a load ends.
@@ -93,9 +95,9 @@ func beginLoad() (end func(loadEnd)) {
 		if gc < 0 || gc > loadGCPercent {
 			debug.SetGCPercent(gc)
 		}
-		procs := runtime.GOMAXPROCS(0)
-		runtime.GOMAXPROCS(procs + loadExtraProcs)
-		loads.raised, loads.gc, loads.procs = true, gc, procs
+		before := addedProcs()
+		loads.raised, loads.gc = true, gc
+		setProcs(before)
 	}
 	loads.n++
 	return func(how loadEnd) {
@@ -122,31 +124,86 @@ func beginLoad() (end func(loadEnd)) {
 		defer loads.mu.Unlock()
 		if loads.n == 0 && loads.raised { // else a new load has begun: it restores
 			debug.SetGCPercent(loads.gc)
-			restoreProcs(loads.procs)
+			before := addedProcs()
 			loads.raised = false
+			setProcs(before)
 		}
 	}
 }
 
-// restoreProcs sets GOMAXPROCS back to procs. Setting it at all stops the
-// runtime from following the CPU affinity and cgroup limit (Go 1.25), so
-// when procs is the runtime's default the default is restored instead,
-// which follows them again.
-func restoreProcs(procs int) {
-	runtime.SetDefaultGOMAXPROCS()
-	if runtime.GOMAXPROCS(0) != procs {
-		runtime.GOMAXPROCS(procs)
+// SpareProc adds one P (GOMAXPROCS+1) until release is called, which must
+// be called exactly once; while several hold one, there is still only one
+// more. The server's blocking UDP readers ask for it (server/udp.go): a
+// reader waiting in recvmmsg keeps its P, and the runtime's monitor hands
+// the P of a thread that stays in a system call over 20µs to another
+// thread unless some P is idle, which on a pinned core (GOMAXPROCS=1) made
+// every wait for the next query a hand-off between threads. A spare P
+// stays idle while the readers wait, so nothing is handed off; it costs
+// nothing while idle, and other goroutines (TCP, timers) run on it
+// meanwhile. Safe from any goroutine.
+func SpareProc() (release func()) {
+	loads.mu.Lock()
+	defer loads.mu.Unlock()
+	before := addedProcs()
+	loads.spares++
+	setProcs(before)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			loads.mu.Lock()
+			defer loads.mu.Unlock()
+			before := addedProcs()
+			loads.spares--
+			setProcs(before)
+		})
 	}
 }
 
-// Procs returns GOMAXPROCS as it is outside loads: a load raises it by two
-// while it runs (see above), so code that sizes itself by the number of
-// cores (one UDP socket per core) asks here rather than the runtime.
+// addedProcs is how many Ps the loads in progress and SpareProc add to the
+// cores. loads.mu must be held.
+func addedProcs() int {
+	n := 0
+	if loads.raised {
+		n += loadExtraProcs
+	}
+	if loads.spares > 0 {
+		n++
+	}
+	return n
+}
+
+// setProcs sets GOMAXPROCS to the cores plus addedProcs, where before was
+// addedProcs when GOMAXPROCS was last set. The cores are read when Ps are
+// first added. Setting GOMAXPROCS at all stops the runtime from following
+// the CPU affinity and cgroup limit (Go 1.25), so when nothing is added
+// any more and the cores were the runtime's default, the default is
+// restored, which follows them again. loads.mu must be held.
+func setProcs(before int) {
+	after := addedProcs()
+	switch {
+	case after == before:
+	case before == 0:
+		loads.base = runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(loads.base + after)
+	case after == 0:
+		runtime.SetDefaultGOMAXPROCS()
+		if runtime.GOMAXPROCS(0) != loads.base {
+			runtime.GOMAXPROCS(loads.base)
+		}
+	default:
+		runtime.GOMAXPROCS(loads.base + after)
+	}
+}
+
+// Procs returns GOMAXPROCS without the Ps added to it: a load adds two
+// while it runs (see above), SpareProc one, so code that sizes itself by
+// the number of cores (one UDP socket per core) asks here rather than the
+// runtime.
 func Procs() int {
 	loads.mu.Lock()
 	defer loads.mu.Unlock()
-	if loads.raised {
-		return loads.procs
+	if addedProcs() > 0 {
+		return loads.base
 	}
 	return runtime.GOMAXPROCS(0)
 }

@@ -75,6 +75,38 @@ func TestLoadSettings(t *testing.T) {
 	}
 }
 
+// TestSpareProc checks the P SpareProc adds, alone and overlapping loads
+// and other holders in every order, and that Procs stays the cores.
+func TestSpareProc(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	check := func(when string, want int) {
+		t.Helper()
+		if got := runtime.GOMAXPROCS(0); got != want {
+			t.Fatalf("GOMAXPROCS %s = %d, want %d", when, got, want)
+		}
+		if got := Procs(); got != procs {
+			t.Fatalf("Procs %s = %d, want %d (the cores)", when, got, procs)
+		}
+	}
+	r1 := SpareProc()
+	check("with a spare", procs+1)
+	r2 := SpareProc()
+	check("with two holders", procs+1)
+	end := beginLoad()
+	check("with a spare and a load", procs+1+loadExtraProcs)
+	r1()
+	r1() // a second call does nothing
+	check("with one holder left and a load", procs+1+loadExtraProcs)
+	r2()
+	check("with the load alone", procs+loadExtraProcs)
+	r3 := SpareProc()
+	check("with a spare taken during the load", procs+1+loadExtraProcs)
+	end(endNothing)
+	check("with the spare after the load", procs+1)
+	r3()
+	check("after all", procs)
+}
+
 // TestLoaderSettings checks the Loader restores the GC target after a
 // reload, also one whose precomputed answers are built in the background.
 func TestLoaderSettings(t *testing.T) {
