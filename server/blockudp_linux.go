@@ -32,7 +32,12 @@ import (
 //
 // The reader holds its P while it waits (the system call is not a raw
 // one), so ServeUDP asks zone.SpareProc for one more P: the runtime hands
-// a waiting thread's P to another thread unless some P is idle.
+// a waiting thread's P to another thread unless some P is idle. And a
+// wait ends after blockingWait (SO_RCVTIMEO) with no datagram: the
+// runtime hands away the P of a thread in one system call for over 10 ms
+// even when a P is idle, and its monitor then ticks every 20 µs again for
+// a while. An idle socket's reader so wakes 200 times a second; that also
+// bounds how long a read could outlive a Shutdown.
 //
 // Deadlines are not supported; Shutdown ends the reads with stopReads
 // (shutdown(2) of the read side) instead, and Close wakes every system
@@ -48,8 +53,13 @@ type blockingConn struct {
 	stopped atomic.Bool // stopReads: reads end with net.ErrClosed
 }
 
+// blockingWait is the longest a blockingConn's read waits (SO_RCVTIMEO):
+// under the 10 ms after which the runtime takes a thread's P, in any case.
+const blockingWait = 5 * time.Millisecond
+
 // listenBlocking opens a blocking UDP socket bound to ap with
-// SO_REUSEPORT and a UDPReceiveBuffer receive buffer.
+// SO_REUSEPORT, a UDPReceiveBuffer receive buffer and reads that wait at
+// most blockingWait.
 func listenBlocking(ap netip.AddrPort) (*blockingConn, error) {
 	family := unix.AF_INET
 	if ap.Addr().Is6() {
@@ -68,6 +78,10 @@ func listenBlocking(ap netip.AddrPort) (*blockingConn, error) {
 	}
 	// Best effort: the kernel caps it at net.core.rmem_max.
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, UDPReceiveBuffer)
+	tv := unix.NsecToTimeval(blockingWait.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fail("setsockopt", err)
+	}
 	if family == unix.AF_INET6 {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
 			return fail("setsockopt", err)
@@ -188,7 +202,7 @@ func (c *blockingConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	)
 	err := blockingRaw{c}.Read(func(fd uintptr) bool {
 		n, from, errno = unix.Recvfrom(int(fd), p, 0)
-		return errno != unix.EINTR
+		return errno != unix.EINTR && errno != unix.EAGAIN // EAGAIN: blockingWait passed
 	})
 	if err == nil {
 		err = errno

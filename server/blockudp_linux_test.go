@@ -77,6 +77,13 @@ func TestBlockingConn(t *testing.T) {
 	if err := c.SetReadDeadline(time.Now()); err == nil {
 		t.Error("SetReadDeadline: no error, but deadlines are not supported")
 	}
+	// A read waits past blockingWait (the socket's SO_RCVTIMEO) for as
+	// long as it takes.
+	late := time.AfterFunc(4*blockingWait, func() { _, _ = client.WriteTo([]byte("late"), c.LocalAddr()) })
+	defer late.Stop()
+	if n, _, err := c.ReadFrom(buf); err != nil || string(buf[:n]) != "late" {
+		t.Fatalf("ReadFrom across timeouts: %q, %v; want \"late\"", buf[:n], err)
+	}
 
 	read := make(chan error, 1)
 	go func() {
@@ -132,7 +139,10 @@ func TestServeUDPBlocking(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != procs+1 {
 		t.Errorf("GOMAXPROCS while serving = %d, want %d+1", got, procs)
 	}
-	time.Sleep(50 * time.Millisecond) // the readers wait in recvmmsg
+	time.Sleep(10 * blockingWait) // the readers' waits time out, again and again
+	if r := exchange(t, "udp", addr, question("host1.example.com.", dns.TypeA)); len(r.Answer) != 1 {
+		t.Fatalf("after idle waits: %v", r)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {

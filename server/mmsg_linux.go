@@ -109,6 +109,12 @@ func (b *mmsgBatch) read() (int, error) {
 // queued; a non-blocking socket never waits anyway.
 func (b *mmsgBatch) doRead(fd uintptr) bool {
 	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)), unix.MSG_WAITFORONE, 0, 0)
+	if e == unix.EAGAIN && b.blocking {
+		// A blockingConn's wait timed out (blockingWait): no datagram,
+		// back to the reader's loop.
+		b.nread, b.errno = 0, 0
+		return true
+	}
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false
 	}
