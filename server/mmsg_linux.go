@@ -211,8 +211,8 @@ const UDPReceiveBuffer = 512 << 10
 // UDPReceiveBuffer bytes. Port 0 picks one free port for all n. On error
 // every socket opened is closed.
 //
-// On an address of one host (not 0.0.0.0 or ::, not link-local with a
-// zone) the sockets are blocking ones outside Go's network poller, whose
+// On an address of one host, given as an IP literal (not 0.0.0.0 or ::,
+// not link-local with a zone), the sockets are blocking ones outside Go's network poller, whose
 // readers wait in recvmmsg (see blockingConn): they support no deadlines.
 // On a wildcard address they are *net.UDPConn, whose readers need the
 // control messages of x/net to answer from each query's destination.

@@ -334,8 +334,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // Shutdown stops the server: UDP reads are unblocked with a deadline in the
 // past, or on ListenUDP's blocking sockets by shutting their read side
-// down for good (the caller still owns and closes the PacketConns), TCP listeners are
-// closed, idle TCP connections are closed, and Shutdown waits until every
+// down for good (the caller still owns and closes the PacketConns), TCP
+// listeners are closed, idle TCP connections are closed, and Shutdown waits until every
 // in-flight query is answered or ctx is done, whichever comes first. It
 // returns ctx.Err() in the latter case. With Config.Dnstap, it then waits
 // for the dnstap writer to write what is queued and close (bounded by ctx

@@ -45,7 +45,9 @@ type udpSocket struct {
 // ServeUDP answers the queries that arrive on pc until Shutdown, then
 // returns ErrServerClosed (or the first fatal read error). A *net.UDPConn is
 // read and written in batches (recvmmsg/sendmmsg) by a few goroutines, with
-// reused buffers and no goroutine per packet. When pc is bound to a
+// reused buffers and no goroutine per packet; a blocking socket of
+// ListenUDP by one goroutine that waits in recvmmsg, with one P more for
+// the process while it serves (zone.SpareProc). When pc is bound to a
 // wildcard address (0.0.0.0 or ::), each reply leaves from the address the
 // query was sent to (IP_PKTINFO / IPV6_PKTINFO), as anycast needs. The
 // caller keeps ownership of pc: Shutdown does not close it.
