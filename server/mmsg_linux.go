@@ -45,13 +45,11 @@ type mmsgBatch struct {
 // or nil when pc is neither a *net.UDPConn nor a blockingConn.
 func newMmsgBatch(pc net.PacketConn, n, size int) *mmsgBatch {
 	var sc syscall.Conn
-	blocking := false
 	switch pc := pc.(type) {
 	case *net.UDPConn:
 		sc = pc
 	case *blockingConn:
 		sc = pc
-		blocking = true
 	default:
 		return nil
 	}
@@ -81,7 +79,7 @@ func newMmsgBatch(pc net.PacketConn, n, size int) *mmsgBatch {
 		o.Iov = &b.outIov[i]
 		o.SetIovlen(1)
 	}
-	b.blocking = blocking
+	b.blocking = isBlocking(pc)
 	b.readFn = b.doRead
 	b.writeFn = b.doWrite
 	return b

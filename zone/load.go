@@ -66,7 +66,8 @@ var loads struct {
 	release bool // one of them asks for the memory to go back at once
 
 	spares int // SpareProc holders: one P more while there is any
-	base   int // GOMAXPROCS without the Ps added (valid while any is)
+	added  int // Ps GOMAXPROCS has now beyond base (addedProcs when last set)
+	base   int // GOMAXPROCS without the Ps added (valid while added > 0)
 }
 
 // loadEnd is how a load ends.
@@ -95,9 +96,8 @@ func beginLoad() (end func(loadEnd)) {
 		if gc < 0 || gc > loadGCPercent {
 			debug.SetGCPercent(gc)
 		}
-		before := addedProcs()
 		loads.raised, loads.gc = true, gc
-		setProcs(before)
+		setProcs()
 	}
 	loads.n++
 	return func(how loadEnd) {
@@ -124,9 +124,8 @@ func beginLoad() (end func(loadEnd)) {
 		defer loads.mu.Unlock()
 		if loads.n == 0 && loads.raised { // else a new load has begun: it restores
 			debug.SetGCPercent(loads.gc)
-			before := addedProcs()
 			loads.raised = false
-			setProcs(before)
+			setProcs()
 		}
 	}
 }
@@ -144,17 +143,15 @@ func beginLoad() (end func(loadEnd)) {
 func SpareProc() (release func()) {
 	loads.mu.Lock()
 	defer loads.mu.Unlock()
-	before := addedProcs()
 	loads.spares++
-	setProcs(before)
+	setProcs()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			loads.mu.Lock()
 			defer loads.mu.Unlock()
-			before := addedProcs()
 			loads.spares--
-			setProcs(before)
+			setProcs()
 		})
 	}
 }
@@ -172,14 +169,14 @@ func addedProcs() int {
 	return n
 }
 
-// setProcs sets GOMAXPROCS to the cores plus addedProcs, where before was
-// addedProcs when GOMAXPROCS was last set. The cores are read when Ps are
-// first added. Setting GOMAXPROCS at all stops the runtime from following
+// setProcs sets GOMAXPROCS to the cores plus addedProcs, if that changed.
+// The cores are read when Ps are first added. Setting GOMAXPROCS at all stops the runtime from following
 // the CPU affinity and cgroup limit (Go 1.25), so when nothing is added
 // any more and the cores were the runtime's default, the default is
 // restored, which follows them again. loads.mu must be held.
-func setProcs(before int) {
-	after := addedProcs()
+func setProcs() {
+	before, after := loads.added, addedProcs()
+	loads.added = after
 	switch {
 	case after == before:
 	case before == 0:
@@ -202,7 +199,7 @@ func setProcs(before int) {
 func Procs() int {
 	loads.mu.Lock()
 	defer loads.mu.Unlock()
-	if addedProcs() > 0 {
+	if loads.added > 0 {
 		return loads.base
 	}
 	return runtime.GOMAXPROCS(0)
