@@ -59,8 +59,8 @@ const blockingWait = 5 * time.Millisecond
 
 // listenBlocking opens a blocking UDP socket bound to ap with
 // SO_REUSEPORT, a UDPReceiveBuffer receive buffer and reads that wait at
-// most blockingWait.
-func listenBlocking(ap netip.AddrPort) (*blockingConn, error) {
+// most blockingWait; df: with setDontFragment.
+func listenBlocking(ap netip.AddrPort, df bool) (*blockingConn, error) {
 	family := unix.AF_INET
 	if ap.Addr().Is6() {
 		family = unix.AF_INET6
@@ -85,6 +85,12 @@ func listenBlocking(ap netip.AddrPort) (*blockingConn, error) {
 	if family == unix.AF_INET6 {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
 			return fail("setsockopt", err)
+		}
+	}
+	if df {
+		if err := setDontFragment(fd, family == unix.AF_INET6); err != nil {
+			unix.Close(fd)
+			return nil, err
 		}
 	}
 	if err := unix.Bind(fd, sockaddrOf(ap)); err != nil {

@@ -24,7 +24,7 @@ func TestListenUDPKinds(t *testing.T) {
 		{"[::1]:0", true},
 		{"localhost:0", false},
 	} {
-		pcs, err := ListenUDP(tc.addr, 2)
+		pcs, err := ListenUDP(tc.addr, 2, 0)
 		if err != nil {
 			if tc.addr == "[::1]:0" {
 				t.Logf("%s: %v (no IPv6 here)", tc.addr, err)
@@ -48,7 +48,7 @@ func TestListenUDPKinds(t *testing.T) {
 // datagram read with its source, an answer written back, no deadlines, and
 // Close ending a read that waits.
 func TestBlockingConn(t *testing.T) {
-	pcs, err := ListenUDP("127.0.0.1:0", 1)
+	pcs, err := ListenUDP("127.0.0.1:0", 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestServeUDPBlocking(t *testing.T) {
 	if runtime.GOMAXPROCS(0) != procs {
 		t.Fatalf("GOMAXPROCS %d before serving, Procs %d", runtime.GOMAXPROCS(0), procs)
 	}
-	pcs, err := ListenUDP("127.0.0.1:0", 2)
+	pcs, err := ListenUDP("127.0.0.1:0", 2, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestServeUDPBlocking(t *testing.T) {
 	}
 
 	// Closing the socket, no Shutdown: the reader ends with it.
-	pcs, err = ListenUDP("127.0.0.1:0", 1)
+	pcs, err = ListenUDP("127.0.0.1:0", 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

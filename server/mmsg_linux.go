@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -214,19 +215,30 @@ const UDPReceiveBuffer = 512 << 10
 // readers wait in recvmmsg (see blockingConn): they support no deadlines.
 // On a wildcard address they are *net.UDPConn, whose readers need the
 // control messages of x/net to answer from each query's destination.
-func ListenUDP(addr string, n int) ([]net.PacketConn, error) {
+//
+// udpSize is the largest UDP payload the server sends (Config.UDPSize; 0
+// for DefaultUDPSize). Up to DontFragmentMax the sockets send with the
+// don't-fragment bit (see setDontFragment).
+func ListenUDP(addr string, n, udpSize int) ([]net.PacketConn, error) {
 	if n < 1 {
 		return nil, errors.New("listen udp: need at least one socket")
 	}
-	if ap, err := netip.ParseAddrPort(addr); err == nil && !ap.Addr().IsUnspecified() && ap.Addr().Zone() == "" {
-		return listenBlockingN(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), n)
+	if udpSize == 0 {
+		udpSize = DefaultUDPSize
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	df := udpSize <= DontFragmentMax
+	if ap, err := netip.ParseAddrPort(addr); err == nil && !ap.Addr().IsUnspecified() && ap.Addr().Zone() == "" {
+		return listenBlockingN(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), n, df)
+	}
+	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 			// Best effort: the kernel caps it at net.core.rmem_max.
 			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, UDPReceiveBuffer)
+			if serr == nil && df {
+				serr = setDontFragment(int(fd), network == "udp6")
+			}
 		}); err != nil {
 			return err
 		}
@@ -250,10 +262,10 @@ func ListenUDP(addr string, n int) ([]net.PacketConn, error) {
 }
 
 // listenBlockingN is ListenUDP's n blocking sockets on ap.
-func listenBlockingN(ap netip.AddrPort, n int) ([]net.PacketConn, error) {
+func listenBlockingN(ap netip.AddrPort, n int, df bool) ([]net.PacketConn, error) {
 	pcs := make([]net.PacketConn, 0, n)
 	for range n {
-		c, err := listenBlocking(ap)
+		c, err := listenBlocking(ap, df)
 		if err != nil {
 			for _, p := range pcs {
 				_ = p.Close()
@@ -266,4 +278,36 @@ func listenBlockingN(ap netip.AddrPort, n int) ([]net.PacketConn, error) {
 		pcs = append(pcs, c)
 	}
 	return pcs, nil
+}
+
+// DontFragmentMax is the largest udp_size at which ListenUDP's sockets send
+// with the don't-fragment bit: 1232 bytes of DNS payload and 48 of IPv6 and
+// UDP headers fill the IPv6 minimum MTU of 1280 (RFC 8200), so an answer
+// never needs fragmenting on any IPv6 link, nor on any IPv4 link of 1260
+// bytes or more.
+const DontFragmentMax = 1232
+
+// setDontFragment makes the UDP socket fd send every datagram with DF set
+// and ignore the path MTU the kernel may have learned from ICMP:
+// IP_PMTUDISC_PROBE, and on an IPv6 socket IPV6_PMTUDISC_PROBE and
+// IPV6_DONTFRAG (RFC 3542), as RFC 9715 recommends for DNS responders. An
+// off-path attacker's forged "fragmentation needed" then cannot make the
+// kernel fragment answers (fragments are what DNS cache-poisoning attacks
+// by fragment replacement need), and the kernel skips the IP ID it hashes
+// for every datagram it might fragment (__ip_select_ident, about 3% of the
+// kernel's instructions per UDP answer; a DF datagram from an unconnected
+// socket carries ID 0, which RFC 6864 allows for atomic datagrams). A
+// datagram larger than the interface's MTU fails with EMSGSIZE instead of
+// leaving in fragments, which is why ListenUDP does this only up to
+// DontFragmentMax. On an IPv6 socket the IPv4 option is set too, for
+// IPv4-mapped peers, when the socket takes it.
+func setDontFragment(fd int, v6 bool) error {
+	if !v6 {
+		return os.NewSyscallError("setsockopt IP_MTU_DISCOVER", unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE))
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE); err != nil {
+		return os.NewSyscallError("setsockopt IPV6_MTU_DISCOVER", err)
+	}
+	return os.NewSyscallError("setsockopt IPV6_DONTFRAG", unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 1))
 }

@@ -26,9 +26,9 @@ func isBlocking(net.PacketConn) bool { return false }
 // UDPReceiveBuffer is the receive buffer ListenUDP asks for on Linux.
 const UDPReceiveBuffer = 512 << 10
 
-// ListenUDP opens one UDP socket on addr: SO_REUSEPORT sockets are Linux
-// only here.
-func ListenUDP(addr string, n int) ([]net.PacketConn, error) {
+// ListenUDP opens one UDP socket on addr: SO_REUSEPORT sockets and the
+// don't-fragment bit are Linux only here.
+func ListenUDP(addr string, n, udpSize int) ([]net.PacketConn, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return nil, err

@@ -16,7 +16,7 @@ import (
 func TestListenUDPReceiveBuffer(t *testing.T) {
 	limit := readSysctl(t, "/proc/sys/net/core/rmem_max")
 	def := readSysctl(t, "/proc/sys/net/core/rmem_default")
-	pcs, err := ListenUDP("127.0.0.1:0", 2)
+	pcs, err := ListenUDP("127.0.0.1:0", 2, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

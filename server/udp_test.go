@@ -14,7 +14,7 @@ import (
 // TestListenUDPReusePort serves two SO_REUSEPORT sockets and checks that
 // queries from many source ports are all answered.
 func TestListenUDPReusePort(t *testing.T) {
-	pcs, err := ListenUDP("127.0.0.1:0", 2)
+	pcs, err := ListenUDP("127.0.0.1:0", 2, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestUDPAllocs(t *testing.T) {
 		testUDPAllocs(t, pc)
 	})
 	t.Run("blocking", func(t *testing.T) {
-		pcs, err := ListenUDP("127.0.0.1:0", 1)
+		pcs, err := ListenUDP("127.0.0.1:0", 1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

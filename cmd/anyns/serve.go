@@ -151,7 +151,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	ls, err := openListeners(cfg.Listen, cfg.defaultListen, log)
+	ls, err := openListeners(cfg.Listen, cfg.UDPSize, cfg.defaultListen, log)
 	if err != nil {
 		return err
 	}
@@ -483,10 +483,11 @@ type listener struct {
 // udps returns every UDP socket of l.
 func (l listener) udps() []net.PacketConn { return append([]net.PacketConn{l.udp}, l.more...) }
 
-// openListeners binds every address over TCP and UDP. Port 0 binds TCP
-// first and then UDP on the port TCP got, retrying on a collision. On the
-// embedded default, an address the host cannot bind (no IPv6) is skipped.
-func openListeners(addrs []string, skipUnavailable bool, log *zap.Logger) ([]listener, error) {
+// openListeners binds every address over TCP and UDP (udpSize: the
+// udp_size key, see server.ListenUDP). Port 0 binds TCP first and then UDP
+// on the port TCP got, retrying on a collision. On the embedded default, an
+// address the host cannot bind (no IPv6) is skipped.
+func openListeners(addrs []string, udpSize int, skipUnavailable bool, log *zap.Logger) ([]listener, error) {
 	var ls []listener
 	closeAll := func() {
 		for _, l := range ls {
@@ -497,7 +498,7 @@ func openListeners(addrs []string, skipUnavailable bool, log *zap.Logger) ([]lis
 		}
 	}
 	for _, a := range addrs {
-		l, err := bindPairN(a, zone.Procs())
+		l, err := bindPairN(a, zone.Procs(), udpSize)
 		if err != nil {
 			if skipUnavailable && errors.Is(err, syscall.EADDRNOTAVAIL) {
 				log.Warn("skipping unavailable default listener", zap.String("listener", a), zap.Error(err))
@@ -514,11 +515,11 @@ func openListeners(addrs []string, skipUnavailable bool, log *zap.Logger) ([]lis
 	return ls, nil
 }
 
-func bindPair(addr string) (listener, error) { return bindPairN(addr, 1) }
+func bindPair(addr string) (listener, error) { return bindPairN(addr, 1, 0) }
 
 // bindPairN binds addr over TCP and over n UDP sockets sharing the port
 // (SO_REUSEPORT, one per core, so no one socket's queue is the bottleneck).
-func bindPairN(addr string, n int) (listener, error) {
+func bindPairN(addr string, n, udpSize int) (listener, error) {
 	ap, err := parseListen(addr)
 	if err != nil {
 		return listener{}, err
@@ -533,7 +534,7 @@ func bindPairN(addr string, n int) (listener, error) {
 		if ap.Port() == 0 {
 			udpAddr = tcp.Addr().String()
 		}
-		pcs, err := server.ListenUDP(udpAddr, n)
+		pcs, err := server.ListenUDP(udpAddr, n, udpSize)
 		if err == nil {
 			return listener{udp: pcs[0], more: pcs[1:], tcp: tcp, want: ap}, nil
 		}
