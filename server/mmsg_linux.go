@@ -65,10 +65,9 @@ func newMmsgBatch(pc net.PacketConn, n, size int) *mmsgBatch {
 		inIov:  make([]unix.Iovec, n),
 		outIov: make([]unix.Iovec, n),
 		names:  make([]unix.RawSockaddrInet6, n),
-		bufs:   make([][]byte, n),
+		bufs:   staggered(n, size),
 	}
 	for i := range n {
-		b.bufs[i] = make([]byte, size)
 		b.inIov[i].Base = &b.bufs[i][0]
 		b.inIov[i].SetLen(size)
 		h := &b.in[i].hdr

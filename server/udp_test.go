@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
@@ -155,5 +156,33 @@ func TestTCPAllocs(t *testing.T) {
 				t.Errorf("%v allocs per query over TCP, want 0", n)
 			}
 		})
+	}
+}
+
+// TestStaggered: the batch buffers do not overlap, cannot grow into each
+// other, and their heads fall on distinct sets of a 64-set L1 cache and of
+// a 1024-set L2 (addresses 4 KiB and 64 KiB apart would share one).
+func TestStaggered(t *testing.T) {
+	for _, size := range []int{udpReadSize, 65535} {
+		bufs := staggered(udpBatch, size)
+		l1 := map[uintptr]bool{}
+		l2 := map[uintptr]bool{}
+		for i, b := range bufs {
+			if len(b) != size || cap(b) != size {
+				t.Fatalf("size %d: buffer %d len %d cap %d", size, i, len(b), cap(b))
+			}
+			head := uintptr(unsafe.Pointer(&b[0]))
+			if i > 0 {
+				prev := uintptr(unsafe.Pointer(&bufs[i-1][0]))
+				if head < prev+uintptr(size) {
+					t.Fatalf("size %d: buffer %d starts inside buffer %d", size, i, i-1)
+				}
+			}
+			l1[head>>6&63] = true
+			l2[head>>6&1023] = true
+		}
+		if len(l1) != udpBatch || len(l2) != udpBatch {
+			t.Errorf("size %d: heads on %d L1 sets and %d L2 sets, want %d each", size, len(l1), len(l2), udpBatch)
+		}
 	}
 }
