@@ -2,7 +2,8 @@
 # compare.sh: anyns against NSD, Knot DNS and BIND on this machine, in one run
 # (issue 6). Needs root (apt, taskset, peers' configs).
 #
-#   deploy/bench/compare.sh [--rounds N] [--duration S] [--load-rounds N] [--no-bind] [--no-big]
+#   deploy/bench/compare.sh [--rounds N] [--duration S] [--slices N] [--slice-duration S]
+#                           [--load-rounds N] [--no-bind] [--no-big]
 #
 # Each server runs on 127.0.0.1 with a port of its own, one worker, pinned to
 # CPU 1 (every thread); dnsperf runs pinned to CPU 0. Per server and
@@ -14,22 +15,35 @@
 # zone (its own rounds, --load-rounds, default 3: each server in turn).
 # Medians over the rounds; then the ratios anyns/NSD and anyns/Knot.
 #
+# Then UDP again, interleaved (--slices, default 12; 0: none): every server
+# runs at once, each pinned to CPU 1 on its own port, and dnsperf queries
+# one after the other for --slice-duration seconds each (default 3),
+# rotating which goes first, --slices times. This machine's speed flips
+# between a fast and a slow mode within seconds (1.6x apart), so runs
+# minutes apart compare different machines; in one slice the servers ran
+# seconds apart. Reported: each server's median CPU per query over the
+# slices, and the median over the slices of anyns/peer within a slice.
+#
 # Only processes this script started are stopped, by PID.
 set -euo pipefail
 
 ROUNDS=3
 LOAD_ROUNDS=3
 DURATION=10
+SLICES=12
+SLICE_DURATION=3
 WITH_BIND=1
 WITH_BIG=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
+	--slices) SLICES=$2; shift 2 ;;
+	--slice-duration) SLICE_DURATION=$2; shift 2 ;;
 	--load-rounds) LOAD_ROUNDS=$2; shift 2 ;;
 	--no-bind) WITH_BIND=0; shift ;;
 	--no-big) WITH_BIG=0; shift ;;
-	*) echo "usage: $0 [--rounds N] [--duration S] [--load-rounds N] [--no-bind] [--no-big]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--rounds N] [--duration S] [--slices N] [--slice-duration S] [--load-rounds N] [--no-bind] [--no-big]" >&2; exit 2 ;;
 	esac
 done
 
@@ -264,6 +278,34 @@ for round in $(seq 1 "$ROUNDS"); do
 	done
 done
 
+# Interleaved UDP slices: all servers up at once, dnsperf on each in turn.
+SLICED="$W/slices"
+: >"$SLICED"
+if [ "$SLICES" -gt 0 ]; then
+	declare -A SPID
+	for s in "${SERVERS[@]}"; do
+		"start_$s" "$W/zones" "${PORT[$s]}" bench.test.zone bench.test
+		PIDS+=("$PID")
+		SPID[$s]=$PID
+		wait_ready "${PORT[$s]}" bench.test >/dev/null || { echo "$s did not start; see $W" >&2; exit 1; }
+		pin_all "$PID"
+		taskset -c $GEN_CPU dnsperf -s 127.0.0.1 -p "${PORT[$s]}" -d "$W/queries" -l 2 -c 1 -q 500 >/dev/null 2>&1 || true
+	done
+	n=${#SERVERS[@]}
+	for slice in $(seq 1 "$SLICES"); do
+		for k in $(seq 0 $((n - 1))); do
+			s=${SERVERS[$(((slice - 1 + k) % n))]}
+			before=$(cpu "${SPID[$s]}")
+			out=$(taskset -c $GEN_CPU dnsperf -s 127.0.0.1 -p "${PORT[$s]}" -d "$W/queries" -l "$SLICE_DURATION" -c 1 -q 500 2>&1)
+			after=$(cpu "${SPID[$s]}")
+			done=$(awk '/Queries completed:/ {print $3}' <<<"$out")
+			echo "$s $slice $done $before $after" >>"$SLICED"
+		done
+		echo "# UDP slice $slice of $SLICES done" >&2
+	done
+	for s in "${SERVERS[@]}"; do stop "${SPID[$s]}"; done
+fi
+
 if [ $WITH_BIG = 1 ]; then
 	# Pinned to one core (the table's load_1M and RSS_1M), then with every
 	# core (load_1M_all: anyns parses and precomputes a large zone in
@@ -368,4 +410,31 @@ for peer in nsd knot; do
 	awk -v p="$peer" '$2 == "udp" && $1 == "anyns" {a = $12; ar = $13; aa = $14} $2 == "udp" && $1 == p {b = $12; br = $13; ba = $14}
 		END {if (a + 0 && b + 0) printf "  anyns/%s 1M-zone load time: %.2f on one core, %.2f on all cores; RSS: %.2f\n", p, a / b, aa / ba, ar / br}' "$W/table"
 done
+if [ -s "$SLICED" ]; then
+	echo
+	echo "UDP, interleaved: $SLICES slices of ${SLICE_DURATION}s per server, every server up at once on CPU $SRV_CPU, order rotating:"
+	awk -v hz="$HZ" '
+	'"$AWK_MEDIAN"'
+	{
+		us[$1, $2] = ($6 - $4 + $7 - $5) / hz * 1e6 / $3
+		uu[$1, $2] = ($6 - $4) / hz * 1e6 / $3
+		if (!($1 in seen)) {seen[$1] = 1; order[++ns] = $1}
+		if ($2 > last) last = $2
+	}
+	END {
+		for (i = 1; i <= ns; i++) {
+			s = order[i]; n = 0; list = ""
+			for (r = 1; r <= last; r++) if ((s, r) in us) {n++; a[n] = us[s, r]; b[n] = uu[s, r]; list = list sprintf(" %.2f", us[s, r])}
+			med[s] = median(a, n)
+			printf "  %-5s cpu us/q median %.2f (user %.2f); slices:%s\n", s, med[s], median(b, n), list
+		}
+		for (i = 1; i <= ns; i++) {
+			p = order[i]
+			if (p == "anyns") continue
+			n = 0; list = ""
+			for (r = 1; r <= last; r++) if (("anyns", r) in us && (p, r) in us) {n++; q[n] = us["anyns", r] / us[p, r]; list = list sprintf(" %.2f", q[n])}
+			printf "  anyns/%s udp: %.2f as median of the slices'"'"' ratios, %.2f as ratio of the medians; slices:%s\n", p, median(q, n), med["anyns"] / med[p], list
+		}
+	}' "$SLICED"
+fi
 echo "(work dir: $W)"
