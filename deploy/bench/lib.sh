@@ -11,7 +11,11 @@ install_missing() {
 	done
 	[ ${#need[@]} -gt 0 ] || return 0
 	[ "$(id -u)" = 0 ] || { echo "$name: install ${need[*]} (or run as root)" >&2; exit 1; }
-	if ! apt-cache policy "${need[0]}" | grep -q 'Candidate: [0-9]'; then
+	# Read whole before matching: grep -q would stop at the first match and,
+	# under pipefail, apt-cache's SIGPIPE would fail the test.
+	local policy
+	policy=$(apt-cache policy "${need[0]}" 2>/dev/null)
+	if ! grep -q 'Candidate: [0-9]' <<<"$policy"; then
 		echo "$name: ${need[0]} is not in this system's apt sources" >&2
 		exit 1
 	fi
