@@ -12,7 +12,8 @@
 # and after), QPS per core of server CPU, p50/p99 latency (from a separate
 # paced run with dnsperf -v, so that printing does not slow the measured
 # run), lost queries, RSS, and the load time and RSS of a 1,000,000-record
-# zone (its own rounds, --load-rounds, default 3: each server in turn).
+# zone (its own rounds, --load-rounds, default 3: each server in turn, with
+# the ratio anyns/peer of every round and their median).
 # Medians over the rounds; then the ratios anyns/NSD and anyns/Knot.
 #
 # Then UDP again, interleaved (--slices, default 12; 0: none): every server
@@ -359,57 +360,83 @@ AWK_MEDIAN='function median(a, n,   i, j, t) {
 	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }'
-echo "Per-round figures:"
-awk -v hz="$HZ" '{
-	cpu = ($9 - $7 + $10 - $8) / hz
-	printf "  %-5s %s r%s  qps %8.0f  cpu us/q %5.2f (user %5.2f sys %5.2f)  lost %s (dropped by the server %s)\n", $1, $2, $3, $6,
-		cpu * 1e6 / $4, ($9 - $7) / hz * 1e6 / $4, ($10 - $8) / hz * 1e6 / $4, $5, $14
-}' "$RESULTS"
-echo
-echo "Medians over $ROUNDS rounds:"
-printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %9s %12s %8s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB load_1M RSS_1M_B/rec load_1M_all dropped
-for s in "${SERVERS[@]}"; do
-	for tr in udp tcp; do
-		awk -v s="$s" -v tr="$tr" -v hz="$HZ" -v load="${LOAD[$s]:--}" -v lrss="${LOADRSS[$s]:-0}" -v loadall="${LOADALL[$s]:--}" '
-		'"$AWK_MEDIAN"'
-		$1 == s && $2 == tr {
-			n++
-			qps[n] = $6; lost[n] = $5; rss[n] = $13 / 1024
-			u = ($9 - $7) / hz; y = ($10 - $8) / hz
-			us[n] = (u + y) * 1e6 / $4; uu[n] = u * 1e6 / $4; ss[n] = y * 1e6 / $4
-			pc[n] = $4 / (u + y); p50[n] = $11; p99[n] = $12; drop[n] = $14
-		}
-		END {
-			if (n == 0) exit
-			printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8s %9.0f %12s %8.0f\n", s, tr,
-				median(qps, n), median(us, n), median(uu, n), median(ss, n), median(pc, n),
-				median(p50, n), median(p99, n), median(lost, n), median(rss, n), load,
-				lrss * 1024 / 1000000, loadall, median(drop, n)
-		}' "$RESULTS" | tee -a "$W/table"
-	done
-done
-echo
-echo "Ratios (anyns / peer, server CPU per query; lower is better):"
-for peer in nsd knot; do
-	for tr in udp tcp; do
-		awk -v p="$peer" -v tr="$tr" '$2 == tr && $1 == "anyns" {a = $4} $2 == tr && $1 == p {b = $4}
-			END {if (a && b) printf "  anyns/%s %s: %.2f", p, tr, a / b}' "$W/table"
-		# The same ratio round by round (the servers of a round ran minutes
-		# apart, not hours), and its median.
-		awk -v p="$peer" -v tr="$tr" -v hz="$HZ" '
-		'"$AWK_MEDIAN"'
-		$2 == tr && ($1 == "anyns" || $1 == p) {us[$1, $3] = ($9 - $7 + $10 - $8) / hz * 1e6 / $4; if ($3 > last) last = $3}
-		END {
-			for (r = 1; r <= last; r++) if ((("anyns", r) in us) && ((p, r) in us) && us[p, r] > 0) {
-				n++; q[n] = us["anyns", r] / us[p, r]; list = list sprintf(" %.2f", q[n])
+if [ -s "$RESULTS" ]; then # --rounds 0: no sequential rounds
+	echo "Per-round figures:"
+	awk -v hz="$HZ" '{
+		cpu = ($9 - $7 + $10 - $8) / hz
+		printf "  %-5s %s r%s  qps %8.0f  cpu us/q %5.2f (user %5.2f sys %5.2f)  lost %s (dropped by the server %s)\n", $1, $2, $3, $6,
+			cpu * 1e6 / $4, ($9 - $7) / hz * 1e6 / $4, ($10 - $8) / hz * 1e6 / $4, $5, $14
+	}' "$RESULTS"
+	echo
+	echo "Medians over $ROUNDS rounds:"
+	printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %9s %12s %8s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB load_1M RSS_1M_B/rec load_1M_all dropped
+	for s in "${SERVERS[@]}"; do
+		for tr in udp tcp; do
+			awk -v s="$s" -v tr="$tr" -v hz="$HZ" -v load="${LOAD[$s]:--}" -v lrss="${LOADRSS[$s]:-0}" -v loadall="${LOADALL[$s]:--}" '
+			'"$AWK_MEDIAN"'
+			$1 == s && $2 == tr {
+				n++
+				qps[n] = $6; lost[n] = $5; rss[n] = $13 / 1024
+				u = ($9 - $7) / hz; y = ($10 - $8) / hz
+				us[n] = (u + y) * 1e6 / $4; uu[n] = u * 1e6 / $4; ss[n] = y * 1e6 / $4
+				pc[n] = $4 / (u + y); p50[n] = $11; p99[n] = $12; drop[n] = $14
 			}
-			if (n) printf " (round by round:%s; their median %.2f)", list, median(q, n)
-			print ""
-		}' "$RESULTS"
+			END {
+				if (n == 0) exit
+				printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8s %9.0f %12s %8.0f\n", s, tr,
+					median(qps, n), median(us, n), median(uu, n), median(ss, n), median(pc, n),
+					median(p50, n), median(p99, n), median(lost, n), median(rss, n), load,
+					lrss * 1024 / 1000000, loadall, median(drop, n)
+			}' "$RESULTS" | tee -a "$W/table"
+		done
 	done
-	awk -v p="$peer" '$2 == "udp" && $1 == "anyns" {a = $12; ar = $13; aa = $14} $2 == "udp" && $1 == p {b = $12; br = $13; ba = $14}
-		END {if (a + 0 && b + 0) printf "  anyns/%s 1M-zone load time: %.2f on one core, %.2f on all cores; RSS: %.2f\n", p, a / b, aa / ba, ar / br}' "$W/table"
-done
+	echo
+	echo "Ratios (anyns / peer, server CPU per query; lower is better):"
+	for peer in nsd knot; do
+		for tr in udp tcp; do
+			awk -v p="$peer" -v tr="$tr" '$2 == tr && $1 == "anyns" {a = $4} $2 == tr && $1 == p {b = $4}
+				END {if (a && b) printf "  anyns/%s %s: %.2f", p, tr, a / b}' "$W/table"
+			# The same ratio round by round (the servers of a round ran minutes
+			# apart, not hours), and its median.
+			awk -v p="$peer" -v tr="$tr" -v hz="$HZ" '
+			'"$AWK_MEDIAN"'
+			$2 == tr && ($1 == "anyns" || $1 == p) {us[$1, $3] = ($9 - $7 + $10 - $8) / hz * 1e6 / $4; if ($3 > last) last = $3}
+			END {
+				for (r = 1; r <= last; r++) if ((("anyns", r) in us) && ((p, r) in us) && us[p, r] > 0) {
+					n++; q[n] = us["anyns", r] / us[p, r]; list = list sprintf(" %.2f", q[n])
+				}
+				if (n) printf " (round by round:%s; their median %.2f)", list, median(q, n)
+				print ""
+			}' "$RESULTS"
+		done
+	done
+fi
+if [ $WITH_BIG = 1 ]; then
+	# The load rounds: each server in turn, so the ratio of one round
+	# compares moments seconds apart; the median of those ratios is the
+	# figure that holds on a machine whose speed drifts.
+	echo
+	echo "1,000,000-record zone, $LOAD_ROUNDS rounds (servers in turn), seconds until the SOA is answered:"
+	for s in "${SERVERS[@]}"; do
+		printf "  %-5s one core %s (rounds:%s); all cores %s (rounds:%s); RSS %s B/record\n" "$s" \
+			"${LOAD[$s]}" "${LOADS[$s]}" "${LOADALL[$s]}" "${LOADALLS[$s]}" \
+			"$(awk -v k="${LOADRSS[$s]:-0}" 'BEGIN {printf "%.0f", k * 1024 / 1000000}')"
+	done
+	for peer in "${SERVERS[@]}"; do
+		[ "$peer" = anyns ] && continue
+		for kind in one all; do
+			if [ $kind = one ]; then a=${LOADS[anyns]} b=${LOADS[$peer]}; else a=${LOADALLS[anyns]} b=${LOADALLS[$peer]}; fi
+			awk -v a="$a" -v b="$b" -v p="$peer" -v kind="$kind" '
+			'"$AWK_MEDIAN"'
+			BEGIN {
+				na = split(a, x, " "); nb = split(b, y, " ")
+				for (i = 1; i <= na && i <= nb; i++) if (y[i] + 0 > 0 && x[i] + 0 > 0) {n++; q[n] = x[i] / y[i]; list = list sprintf(" %.2f", q[n])}
+				if (n) printf "  anyns/%s 1M-zone load time, %s core%s: %.2f as median of the rounds'"'"' ratios (rounds:%s)\n", p, kind, kind == "all" ? "s" : "", median(q, n), list
+			}'
+		done
+		awk -v a="${LOADRSS[anyns]:-0}" -v b="${LOADRSS[$peer]:-0}" -v p="$peer" 'BEGIN {if (a > 0 && b > 0) printf "  anyns/%s 1M-zone RSS: %.2f\n", p, a / b}'
+	done
+fi
 if [ -s "$SLICED" ]; then
 	echo
 	echo "UDP, interleaved: $SLICES slices of ${SLICE_DURATION}s per server, every server up at once on CPU $SRV_CPU, order rotating:"
