@@ -174,7 +174,8 @@ wait_ready() {
 	local t0 t1
 	t0=$(date +%s.%N)
 	for _ in $(seq 1 1200); do
-		if dig +time=1 +tries=1 +short -p "$1" @127.0.0.1 "$2" SOA 2>/dev/null | grep -q hostmaster; then
+		# dig on dnsperf's CPU: not on the CPU of a server that is loading
+		if taskset -c $GEN_CPU dig +time=1 +tries=1 +short -p "$1" @127.0.0.1 "$2" SOA 2>/dev/null | grep -q hostmaster; then
 			t1=$(date +%s.%N)
 			echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
 			return 0
@@ -249,11 +250,12 @@ measure() {
 	done=$(awk '/Queries completed:/ {print $3}' <<<"$out")
 	lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
 	qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
-	# latency: a paced run at half the measured rate, each answer printed
+	# latency: a paced run at half the measured rate, each answer printed;
+	# what reads the answers runs on dnsperf's CPU too, not on the server's
 	local lat
 	lat=$(taskset -c $GEN_CPU dnsperf -v -s 127.0.0.1 -p "$port" -d "$W/queries" -l 3 -m "$tr" \
 		-Q "$(awk -v q="$qps" 'BEGIN {printf "%d", q / 2}')" $([ "$tr" = tcp ] && echo "-c $TCP_CONNS") 2>/dev/null |
-		awk '$1 == ">" {print $NF}' | sort -g | awk '{a[NR] = $1} END {
+		taskset -c $GEN_CPU awk '$1 == ">" {print $NF}' | taskset -c $GEN_CPU sort -g | awk '{a[NR] = $1} END {
 			if (NR == 0) {print "- -"; exit}
 			printf "%.0f %.0f", a[int(NR * 0.5) + 1] * 1e6, a[int(NR * 0.99) + 1] * 1e6 }')
 	echo "$name $tr $round $done $lost $qps $before $after $lat $(rss_kb "$pid") $((d1 - d0))" >>"$RESULTS"
