@@ -3,7 +3,7 @@
 # (issue 6). Needs root (apt, taskset, peers' configs).
 #
 #   deploy/bench/compare.sh [--rounds N] [--duration S] [--slices N] [--slice-duration S]
-#                           [--load-rounds N] [--no-bind] [--no-big]
+#                           [--slice-rate QPS|auto|0] [--load-rounds N] [--no-bind] [--no-big]
 #
 # Each server runs on 127.0.0.1 with a port of its own, one worker, pinned to
 # CPU 1 (every thread); dnsperf runs pinned to CPU 0. Per server and
@@ -24,6 +24,13 @@
 # minutes apart compare different machines; in one slice the servers ran
 # seconds apart. Reported: each server's median CPU per query over the
 # slices, and the median over the slices of anyns/peer within a slice.
+# Then the same slices at a fixed rate (--slice-rate QPS; default auto:
+# 60% of the lowest median QPS of the full-rate slices; 0: none), so that
+# every server answers the same offered load. At dnsperf's full rate the
+# servers are saturated and a server that falls behind reads fuller
+# batches (and drops what overflows its socket: Knot does), which makes
+# its kernel's share per query smaller; at a fixed rate that every server
+# keeps up with, the CPU per query compares the same work.
 #
 # Only processes this script started are stopped, by PID.
 set -euo pipefail
@@ -33,6 +40,7 @@ LOAD_ROUNDS=3
 DURATION=10
 SLICES=12
 SLICE_DURATION=3
+SLICE_RATE=auto
 WITH_BIND=1
 WITH_BIG=1
 while [ $# -gt 0 ]; do
@@ -41,10 +49,11 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION=$2; shift 2 ;;
 	--slices) SLICES=$2; shift 2 ;;
 	--slice-duration) SLICE_DURATION=$2; shift 2 ;;
+	--slice-rate) SLICE_RATE=$2; shift 2 ;;
 	--load-rounds) LOAD_ROUNDS=$2; shift 2 ;;
 	--no-bind) WITH_BIND=0; shift ;;
 	--no-big) WITH_BIG=0; shift ;;
-	*) echo "usage: $0 [--rounds N] [--duration S] [--slices N] [--slice-duration S] [--load-rounds N] [--no-bind] [--no-big]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--rounds N] [--duration S] [--slices N] [--slice-duration S] [--slice-rate QPS|auto|0] [--load-rounds N] [--no-bind] [--no-big]" >&2; exit 2 ;;
 	esac
 done
 
@@ -192,6 +201,12 @@ median_of() {
 		awk '{a[NR] = $1} END {if (NR == 0) print "-"; else printf "%.3f", NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
 
+# AWK_MEDIAN: median(a, n) of a[1..n] (sorts a), for the awk programs of this script.
+AWK_MEDIAN='function median(a, n,   i, j, t) {
+	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}'
+
 # tree PID: PID and all its descendants.
 tree() {
 	local p=$1 c
@@ -281,9 +296,32 @@ for round in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-# Interleaved UDP slices: all servers up at once, dnsperf on each in turn.
+# Interleaved UDP slices: all servers up at once, dnsperf on each in turn;
+# first at dnsperf's full rate, then at a fixed rate that every server keeps
+# up with (--slice-rate; default: 60% of the lowest median full-rate QPS of
+# the servers in the first slices).
 SLICED="$W/slices"
+SLICED_FIXED="$W/slices-fixed"
 : >"$SLICED"
+: >"$SLICED_FIXED"
+# slices RATE FILE: SLICES slices of each server, each line "server slice
+# completed cpu-before cpu-after sent" in FILE; RATE 0 is dnsperf's full
+# rate (500 queries outstanding), else dnsperf -Q RATE.
+slices() {
+	local rate=$1 file=$2 n=${#SERVERS[@]} slice k s before after out
+	local pace=(-q 500)
+	[ "$rate" = 0 ] || pace=(-q 500 -Q "$rate")
+	for slice in $(seq 1 "$SLICES"); do
+		for k in $(seq 0 $((n - 1))); do
+			s=${SERVERS[$(((slice - 1 + k) % n))]}
+			before=$(cpu "${SPID[$s]}")
+			out=$(taskset -c $GEN_CPU dnsperf -s 127.0.0.1 -p "${PORT[$s]}" -d "$W/queries" -l "$SLICE_DURATION" -c 1 "${pace[@]}" 2>&1)
+			after=$(cpu "${SPID[$s]}")
+			echo "$s $slice $(awk '/Queries completed:/ {print $3}' <<<"$out") $before $after $(awk '/Queries sent:/ {print $3}' <<<"$out")" >>"$file"
+		done
+		echo "# UDP slice $slice of $SLICES done (rate: $([ "$rate" = 0 ] && echo full || echo "$rate/s"))" >&2
+	done
+}
 if [ "$SLICES" -gt 0 ]; then
 	declare -A SPID
 	for s in "${SERVERS[@]}"; do
@@ -294,18 +332,23 @@ if [ "$SLICES" -gt 0 ]; then
 		pin_all "$PID"
 		taskset -c $GEN_CPU dnsperf -s 127.0.0.1 -p "${PORT[$s]}" -d "$W/queries" -l 2 -c 1 -q 500 >/dev/null 2>&1 || true
 	done
-	n=${#SERVERS[@]}
-	for slice in $(seq 1 "$SLICES"); do
-		for k in $(seq 0 $((n - 1))); do
-			s=${SERVERS[$(((slice - 1 + k) % n))]}
-			before=$(cpu "${SPID[$s]}")
-			out=$(taskset -c $GEN_CPU dnsperf -s 127.0.0.1 -p "${PORT[$s]}" -d "$W/queries" -l "$SLICE_DURATION" -c 1 -q 500 2>&1)
-			after=$(cpu "${SPID[$s]}")
-			done=$(awk '/Queries completed:/ {print $3}' <<<"$out")
-			echo "$s $slice $done $before $after" >>"$SLICED"
-		done
-		echo "# UDP slice $slice of $SLICES done" >&2
-	done
+	slices 0 "$SLICED"
+	if [ "$SLICE_RATE" = auto ]; then
+		SLICE_RATE=$(awk -v d="$SLICE_DURATION" '
+		'"$AWK_MEDIAN"'
+		{n[$1]++; q[$1, n[$1]] = $3 / d}
+		END {
+			low = 0
+			for (s in n) {
+				delete a
+				for (i = 1; i <= n[s]; i++) a[i] = q[s, i]
+				m = median(a, n[s])
+				if (low == 0 || m < low) low = m
+			}
+			printf "%d", int(low * 0.6 / 1000) * 1000
+		}' "$SLICED")
+	fi
+	[ "$SLICE_RATE" -gt 0 ] && slices "$SLICE_RATE" "$SLICED_FIXED"
 	for s in "${SERVERS[@]}"; do stop "${SPID[$s]}"; done
 fi
 
@@ -357,11 +400,6 @@ echo
 echo "anyns vs peers: $(uname -srm), $(nproc) CPUs ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')),"
 echo "10,000-name zone, $NQUERIES-query mix (70% existing, 20% NXDOMAIN, 10% other types), ${DURATION}s per run,"
 echo "server on CPU $SRV_CPU, dnsperf on CPU $GEN_CPU (UDP: 1 socket, 500 outstanding; TCP: $TCP_CONNS connections, 800 outstanding)."
-# AWK_MEDIAN: median(a, n) of a[1..n] (sorts a), for the awk programs below.
-AWK_MEDIAN='function median(a, n,   i, j, t) {
-	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
-	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}'
 if [ -s "$RESULTS" ]; then # --rounds 0: no sequential rounds
 	echo "Per-round figures:"
 	awk -v hz="$HZ" '{
@@ -439,14 +477,18 @@ if [ $WITH_BIG = 1 ]; then
 		awk -v a="${LOADRSS[anyns]:-0}" -v b="${LOADRSS[$peer]:-0}" -v p="$peer" 'BEGIN {if (a > 0 && b > 0) printf "  anyns/%s 1M-zone RSS: %.2f\n", p, a / b}'
 	done
 fi
-if [ -s "$SLICED" ]; then
+# report_slices FILE TITLE: each server's median CPU per query over the
+# slices of FILE, and anyns/peer as the median of the slices' ratios.
+report_slices() {
+	[ -s "$1" ] || return 0
 	echo
-	echo "UDP, interleaved: $SLICES slices of ${SLICE_DURATION}s per server, every server up at once on CPU $SRV_CPU, order rotating:"
+	echo "$2"
 	awk -v hz="$HZ" '
 	'"$AWK_MEDIAN"'
 	{
 		us[$1, $2] = ($6 - $4 + $7 - $5) / hz * 1e6 / $3
 		uu[$1, $2] = ($6 - $4) / hz * 1e6 / $3
+		done[$1] += $3; sent[$1] += $8
 		if (!($1 in seen)) {seen[$1] = 1; order[++ns] = $1}
 		if ($2 > last) last = $2
 	}
@@ -455,7 +497,8 @@ if [ -s "$SLICED" ]; then
 			s = order[i]; n = 0; list = ""
 			for (r = 1; r <= last; r++) if ((s, r) in us) {n++; a[n] = us[s, r]; b[n] = uu[s, r]; list = list sprintf(" %.2f", us[s, r])}
 			med[s] = median(a, n)
-			printf "  %-5s cpu us/q median %.2f (user %.2f); slices:%s\n", s, med[s], median(b, n), list
+			printf "  %-5s cpu us/q median %.2f (user %.2f), answered %.2f%% of %d sent; slices:%s\n", s, med[s], median(b, n),
+				sent[s] ? 100 * done[s] / sent[s] : 0, sent[s], list
 		}
 		for (i = 1; i <= ns; i++) {
 			p = order[i]
@@ -464,6 +507,8 @@ if [ -s "$SLICED" ]; then
 			for (r = 1; r <= last; r++) if (("anyns", r) in us && (p, r) in us) {n++; q[n] = us["anyns", r] / us[p, r]; list = list sprintf(" %.2f", q[n])}
 			printf "  anyns/%s udp: %.2f as median of the slices'"'"' ratios, %.2f as ratio of the medians; slices:%s\n", p, median(q, n), med["anyns"] / med[p], list
 		}
-	}' "$SLICED"
-fi
+	}' "$1"
+}
+report_slices "$SLICED" "UDP, interleaved: $SLICES slices of ${SLICE_DURATION}s per server at dnsperf's full rate, every server up at once on CPU $SRV_CPU, order rotating:"
+report_slices "$SLICED_FIXED" "UDP, interleaved at a fixed rate of $SLICE_RATE queries/s (the same offered load for every server), $SLICES slices of ${SLICE_DURATION}s each:"
 echo "(work dir: $W)"
