@@ -704,3 +704,71 @@ func TestDeployScripts(t *testing.T) {
 		t.Errorf("after 200 datagrams into a 4 KiB buffer: sock_drops %d, rcvbuf_errors %d → %d", d1, e0, e1)
 	}
 }
+
+// TestInstallMissing runs deploy/bench/lib.sh's install_missing under the
+// benchmarks' shell options (set -euo pipefail) against a fake apt: a
+// package whose command is missing is installed when apt-cache offers a
+// candidate, even when apt-cache says far more after the candidate line
+// than a pipe holds (grep -q stopping at the match once made apt-cache
+// die of SIGPIPE, which pipefail turned into "not in this system's apt
+// sources"), with the policy-rc.d that keeps its daemon from starting
+// present while apt-get runs and gone after; and refused, naming the
+// package, when there is no candidate.
+func TestInstallMissing(t *testing.T) {
+	lib, err := filepath.Abs(filepath.Join(deployDir, "bench", "lib.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		candidate string
+		wantErr   string // "" for an install
+	}{
+		{"candidate", "1.0-1", ""},
+		{"no candidate", "(none)", "fakepkg is not in this system's apt sources"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := filepath.Join(dir, "bin")
+			if err := os.Mkdir(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			rcD := filepath.Join(dir, "policy-rc.d")
+			log := filepath.Join(dir, "apt-get.log")
+			fakes := map[string]string{
+				// 256 KiB after the candidate line: four times a pipe's buffer.
+				"apt-cache": "#!/bin/sh\nprintf 'fakepkg:\\n  Installed: (none)\\n  Candidate: " + c.candidate + "\\n'\n" +
+					"i=0; while [ $i -lt 4096 ]; do printf '     1.0-1 500 http://deb.example/ bookworm/main amd64 Packages (filler)\\n'; i=$((i+1)); done\n",
+				"apt-get": "#!/bin/sh\n[ -x '" + rcD + "' ] && echo policy-rc.d present >>'" + log + "'\necho \"$@\" >>'" + log + "'\n",
+				"id":      "#!/bin/sh\necho 0\n",
+			}
+			for name, script := range fakes {
+				if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("bash", "-c", `set -euo pipefail; . "$0"; install_missing test no-such-command-anyns:fakepkg; echo done`, lib)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "POLICY_RC_D="+rcD)
+			out, err := cmd.CombinedOutput()
+			got, _ := os.ReadFile(log)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(string(out), c.wantErr) {
+					t.Errorf("install_missing: %v, output %q; want a failure saying %q", err, out, c.wantErr)
+				}
+				if len(got) != 0 {
+					t.Errorf("apt-get ran: %q", got)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(string(out), "done") {
+				t.Fatalf("install_missing: %v\n%s", err, out)
+			}
+			if want := "policy-rc.d present\ninstall -y fakepkg\n"; string(got) != want {
+				t.Errorf("apt-get log %q, want %q", got, want)
+			}
+			if _, err := os.Stat(rcD); !os.IsNotExist(err) {
+				t.Errorf("policy-rc.d left behind: %v", err)
+			}
+		})
+	}
+}

@@ -348,7 +348,9 @@ if [ "$SLICES" -gt 0 ]; then
 			printf "%d", int(low * 0.6 / 1000) * 1000
 		}' "$SLICED")
 	fi
-	[ "$SLICE_RATE" -gt 0 ] && slices "$SLICE_RATE" "$SLICED_FIXED"
+	if [ "$SLICE_RATE" -gt 0 ]; then
+		slices "$SLICE_RATE" "$SLICED_FIXED"
+	fi
 	for s in "${SERVERS[@]}"; do stop "${SPID[$s]}"; done
 fi
 

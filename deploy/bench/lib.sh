@@ -2,9 +2,10 @@
 
 # install_missing NAME CMD:PKG...: installs with apt the packages whose
 # command is missing (as root), keeping Debian's postinst scripts from
-# starting the daemons.
+# starting the daemons (with a policy-rc.d, at $POLICY_RC_D, default
+# /usr/sbin/policy-rc.d, while apt-get runs).
 install_missing() {
-	local name=$1 need=() c
+	local name=$1 need=() c rc_d=${POLICY_RC_D:-/usr/sbin/policy-rc.d}
 	shift
 	for c in "$@"; do
 		command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
@@ -19,11 +20,11 @@ install_missing() {
 		echo "$name: ${need[0]} is not in this system's apt sources" >&2
 		exit 1
 	fi
-	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-	chmod +x /usr/sbin/policy-rc.d
-	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	printf '#!/bin/sh\nexit 101\n' >"$rc_d"
+	chmod +x "$rc_d"
+	trap "rm -f '$rc_d'" EXIT
 	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null
-	rm -f /usr/sbin/policy-rc.d
+	rm -f "$rc_d"
 	trap - EXIT
 }
 
