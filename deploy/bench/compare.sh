@@ -2,16 +2,20 @@
 # compare.sh: anyns against NSD, Knot DNS and BIND on this machine, in one run
 # (issue 6). Needs root (apt, taskset, peers' configs).
 #
-#   deploy/bench/compare.sh [--rounds N] [--duration S] [--slices N] [--slice-duration S]
-#                           [--slice-rate QPS|auto|0] [--load-rounds N] [--no-bind] [--no-big]
+#   deploy/bench/compare.sh [--rounds N] [--duration S] [--latency-rate QPS] [--slices N]
+#                           [--slice-duration S] [--slice-rate QPS|auto|0] [--load-rounds N]
+#                           [--no-bind] [--no-big]
 #
 # Each server runs on 127.0.0.1 with a port of its own, one worker, pinned to
 # CPU 1 (every thread); dnsperf runs pinned to CPU 0. Per server and
 # transport it reports: QPS, server CPU per answered query (user + kernel,
 # from /proc/PID/stat utime and stime of the server and its children, before
 # and after), QPS per core of server CPU, p50/p99 latency (from a separate
-# paced run with dnsperf -v, so that printing does not slow the measured
-# run), lost queries, RSS, and the load time and RSS of a 1,000,000-record
+# run with dnsperf -v, paced at --latency-rate, default 20,000 queries/s: a
+# rate at which dnsperf can print every answer, so that its own core is not
+# the limit, as it was at half the measured rate, where p50 flipped between
+# about 40 and 150 us from run to run for every server), lost queries, RSS,
+# and the load time and RSS of a 1,000,000-record
 # zone (its own rounds, --load-rounds, default 3: each server in turn, with
 # the ratio anyns/peer of every round and their median).
 # Medians over the rounds; then the ratios anyns/NSD and anyns/Knot.
@@ -38,6 +42,7 @@ set -euo pipefail
 ROUNDS=3
 LOAD_ROUNDS=3
 DURATION=10
+LATENCY_RATE=20000
 SLICES=12
 SLICE_DURATION=3
 SLICE_RATE=auto
@@ -47,13 +52,14 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
+	--latency-rate) LATENCY_RATE=$2; shift 2 ;;
 	--slices) SLICES=$2; shift 2 ;;
 	--slice-duration) SLICE_DURATION=$2; shift 2 ;;
 	--slice-rate) SLICE_RATE=$2; shift 2 ;;
 	--load-rounds) LOAD_ROUNDS=$2; shift 2 ;;
 	--no-bind) WITH_BIND=0; shift ;;
 	--no-big) WITH_BIG=0; shift ;;
-	*) echo "usage: $0 [--rounds N] [--duration S] [--slices N] [--slice-duration S] [--slice-rate QPS|auto|0] [--load-rounds N] [--no-bind] [--no-big]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--rounds N] [--duration S] [--latency-rate QPS] [--slices N] [--slice-duration S] [--slice-rate QPS|auto|0] [--load-rounds N] [--no-bind] [--no-big]" >&2; exit 2 ;;
 	esac
 done
 
@@ -265,11 +271,11 @@ measure() {
 	done=$(awk '/Queries completed:/ {print $3}' <<<"$out")
 	lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
 	qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
-	# latency: a paced run at half the measured rate, each answer printed;
-	# what reads the answers runs on dnsperf's CPU too, not on the server's
+	# latency: a run paced at LATENCY_RATE, each answer printed; what reads
+	# the answers runs on dnsperf's CPU too, not on the server's
 	local lat
 	lat=$(taskset -c $GEN_CPU dnsperf -v -s 127.0.0.1 -p "$port" -d "$W/queries" -l 3 -m "$tr" \
-		-Q "$(awk -v q="$qps" 'BEGIN {printf "%d", q / 2}')" $([ "$tr" = tcp ] && echo "-c $TCP_CONNS") 2>/dev/null |
+		-Q "$LATENCY_RATE" $([ "$tr" = tcp ] && echo "-c $TCP_CONNS") 2>/dev/null |
 		taskset -c $GEN_CPU awk '$1 == ">" {print $NF}' | taskset -c $GEN_CPU sort -g | awk '{a[NR] = $1} END {
 			if (NR == 0) {print "- -"; exit}
 			printf "%.0f %.0f", a[int(NR * 0.5) + 1] * 1e6, a[int(NR * 0.99) + 1] * 1e6 }')
@@ -305,8 +311,8 @@ SLICED_FIXED="$W/slices-fixed"
 : >"$SLICED"
 : >"$SLICED_FIXED"
 # slices RATE FILE: SLICES slices of each server, each line "server slice
-# completed cpu-before cpu-after sent" in FILE; RATE 0 is dnsperf's full
-# rate (500 queries outstanding), else dnsperf -Q RATE.
+# completed cpu-before cpu-after sent avg-latency-us" in FILE; RATE 0 is
+# dnsperf's full rate (500 queries outstanding), else dnsperf -Q RATE.
 slices() {
 	local rate=$1 file=$2 n=${#SERVERS[@]} slice k s before after out
 	local pace=(-q 500)
@@ -317,7 +323,8 @@ slices() {
 			before=$(cpu "${SPID[$s]}")
 			out=$(taskset -c $GEN_CPU dnsperf -s 127.0.0.1 -p "${PORT[$s]}" -d "$W/queries" -l "$SLICE_DURATION" -c 1 "${pace[@]}" 2>&1)
 			after=$(cpu "${SPID[$s]}")
-			echo "$s $slice $(awk '/Queries completed:/ {print $3}' <<<"$out") $before $after $(awk '/Queries sent:/ {print $3}' <<<"$out")" >>"$file"
+			echo "$s $slice $(awk '/Queries completed:/ {print $3}' <<<"$out") $before $after $(awk '/Queries sent:/ {print $3}' <<<"$out")" \
+				"$(awk '/Average Latency/ {printf "%.0f", $4 * 1e6}' <<<"$out")" >>"$file"
 		done
 		echo "# UDP slice $slice of $SLICES done (rate: $([ "$rate" = 0 ] && echo full || echo "$rate/s"))" >&2
 	done
@@ -401,7 +408,8 @@ fi
 echo
 echo "anyns vs peers: $(uname -srm), $(nproc) CPUs ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')),"
 echo "10,000-name zone, $NQUERIES-query mix (70% existing, 20% NXDOMAIN, 10% other types), ${DURATION}s per run,"
-echo "server on CPU $SRV_CPU, dnsperf on CPU $GEN_CPU (UDP: 1 socket, 500 outstanding; TCP: $TCP_CONNS connections, 800 outstanding)."
+echo "server on CPU $SRV_CPU, dnsperf on CPU $GEN_CPU (UDP: 1 socket, 500 outstanding; TCP: $TCP_CONNS connections, 800 outstanding;"
+echo "p50/p99 from a run paced at $LATENCY_RATE queries/s)."
 if [ -s "$RESULTS" ]; then # --rounds 0: no sequential rounds
 	echo "Per-round figures:"
 	awk -v hz="$HZ" '{
@@ -490,17 +498,17 @@ report_slices() {
 	{
 		us[$1, $2] = ($6 - $4 + $7 - $5) / hz * 1e6 / $3
 		uu[$1, $2] = ($6 - $4) / hz * 1e6 / $3
-		done[$1] += $3; sent[$1] += $8
+		done[$1] += $3; sent[$1] += $8; lat[$1, $2] = $9
 		if (!($1 in seen)) {seen[$1] = 1; order[++ns] = $1}
 		if ($2 > last) last = $2
 	}
 	END {
 		for (i = 1; i <= ns; i++) {
 			s = order[i]; n = 0; list = ""
-			for (r = 1; r <= last; r++) if ((s, r) in us) {n++; a[n] = us[s, r]; b[n] = uu[s, r]; list = list sprintf(" %.2f", us[s, r])}
+			for (r = 1; r <= last; r++) if ((s, r) in us) {n++; a[n] = us[s, r]; b[n] = uu[s, r]; c[n] = lat[s, r]; list = list sprintf(" %.2f", us[s, r])}
 			med[s] = median(a, n)
-			printf "  %-5s cpu us/q median %.2f (user %.2f), answered %.2f%% of %d sent; slices:%s\n", s, med[s], median(b, n),
-				sent[s] ? 100 * done[s] / sent[s] : 0, sent[s], list
+			printf "  %-5s cpu us/q median %.2f (user %.2f), answered %.2f%% of %d sent, average latency %.0f us; slices:%s\n", s, med[s], median(b, n),
+				sent[s] ? 100 * done[s] / sent[s] : 0, sent[s], median(c, n), list
 		}
 		for (i = 1; i <= ns; i++) {
 			p = order[i]
