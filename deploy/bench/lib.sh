@@ -15,7 +15,7 @@ install_missing() {
 	# Read whole before matching: grep -q would stop at the first match and,
 	# under pipefail, apt-cache's SIGPIPE would fail the test.
 	local policy
-	policy=$(apt-cache policy "${need[0]}" 2>/dev/null)
+	policy=$(apt-cache policy "${need[0]}" 2>/dev/null) || true
 	if ! grep -q 'Candidate: [0-9]' <<<"$policy"; then
 		echo "$name: ${need[0]} is not in this system's apt sources" >&2
 		exit 1
