@@ -419,10 +419,10 @@ if [ -s "$RESULTS" ]; then # --rounds 0: no sequential rounds
 	}' "$RESULTS"
 	echo
 	echo "Medians over $ROUNDS rounds:"
-	printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %9s %12s %8s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB load_1M RSS_1M_B/rec load_1M_all dropped
+	printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB dropped
 	for s in "${SERVERS[@]}"; do
 		for tr in udp tcp; do
-			awk -v s="$s" -v tr="$tr" -v hz="$HZ" -v load="${LOAD[$s]:--}" -v lrss="${LOADRSS[$s]:-0}" -v loadall="${LOADALL[$s]:--}" '
+			awk -v s="$s" -v tr="$tr" -v hz="$HZ" '
 			'"$AWK_MEDIAN"'
 			$1 == s && $2 == tr {
 				n++
@@ -433,10 +433,9 @@ if [ -s "$RESULTS" ]; then # --rounds 0: no sequential rounds
 			}
 			END {
 				if (n == 0) exit
-				printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8s %9.0f %12s %8.0f\n", s, tr,
+				printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8.0f\n", s, tr,
 					median(qps, n), median(us, n), median(uu, n), median(ss, n), median(pc, n),
-					median(p50, n), median(p99, n), median(lost, n), median(rss, n), load,
-					lrss * 1024 / 1000000, loadall, median(drop, n)
+					median(p50, n), median(p99, n), median(lost, n), median(rss, n), median(drop, n)
 			}' "$RESULTS" | tee -a "$W/table"
 		done
 	done
