@@ -362,8 +362,8 @@ if [ "$SLICES" -gt 0 ]; then
 fi
 
 if [ $WITH_BIG = 1 ]; then
-	# Pinned to one core (the table's load_1M and RSS_1M), then with every
-	# core (load_1M_all: anyns parses and precomputes a large zone in
+	# Pinned to one core (with the RSS), then with every
+	# core (anyns parses and precomputes a large zone in
 	# parallel; Knot, NSD and BIND load one zone on one thread either way).
 	# RSS is read 3s after the zone answers, once anyns has built its
 	# precomputed answers in the background and released the load's
