@@ -712,20 +712,23 @@ func TestDeployScripts(t *testing.T) {
 // than a pipe holds (grep -q stopping at the match once made apt-cache
 // die of SIGPIPE, which pipefail turned into "not in this system's apt
 // sources"), with the policy-rc.d that keeps its daemon from starting
-// present while apt-get runs and gone after; and refused, naming the
-// package, when there is no candidate.
+// present while apt-get runs and gone after. Without a candidate (a fresh
+// machine has no package lists), apt-get update runs once and apt-cache
+// is asked again; still none, it is refused, naming the package.
 func TestInstallMissing(t *testing.T) {
 	lib, err := filepath.Abs(filepath.Join(deployDir, "bench", "lib.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		name      string
-		candidate string
-		wantErr   string // "" for an install
+		name          string
+		before, after string // apt-cache's candidate before and after apt-get update
+		wantLog       string // apt-get's calls
+		wantErr       string // "" for an install
 	}{
-		{"candidate", "1.0-1", ""},
-		{"no candidate", "(none)", "fakepkg is not in this system's apt sources"},
+		{"candidate", "1.0-1", "1.0-1", "policy-rc.d present\ninstall -y fakepkg\n", ""},
+		{"candidate after update", "(none)", "1.0-1", "update -qq\npolicy-rc.d present\ninstall -y fakepkg\n", ""},
+		{"no candidate", "(none)", "(none)", "update -qq\n", "fakepkg is not in this system's apt sources"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -735,12 +738,15 @@ func TestInstallMissing(t *testing.T) {
 			}
 			rcD := filepath.Join(dir, "policy-rc.d")
 			log := filepath.Join(dir, "apt-get.log")
+			updated := filepath.Join(dir, "updated")
 			fakes := map[string]string{
 				// 256 KiB after the candidate line: four times a pipe's buffer.
-				"apt-cache": "#!/bin/sh\nprintf 'fakepkg:\\n  Installed: (none)\\n  Candidate: " + c.candidate + "\\n'\n" +
+				"apt-cache": "#!/bin/sh\nc='" + c.before + "'; [ -e '" + updated + "' ] && c='" + c.after + "'\n" +
+					"printf 'fakepkg:\\n  Installed: (none)\\n  Candidate: %s\\n' \"$c\"\n" +
 					"i=0; while [ $i -lt 4096 ]; do printf '     1.0-1 500 http://deb.example/ bookworm/main amd64 Packages (filler)\\n'; i=$((i+1)); done\n",
-				"apt-get": "#!/bin/sh\n[ -x '" + rcD + "' ] && echo policy-rc.d present >>'" + log + "'\necho \"$@\" >>'" + log + "'\n",
-				"id":      "#!/bin/sh\necho 0\n",
+				"apt-get": "#!/bin/sh\n[ -x '" + rcD + "' ] && echo policy-rc.d present >>'" + log + "'\necho \"$@\" >>'" + log + "'\n" +
+					"[ \"$1\" = update ] && touch '" + updated + "'\nexit 0\n",
+				"id": "#!/bin/sh\necho 0\n",
 			}
 			for name, script := range fakes {
 				if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
@@ -751,24 +757,45 @@ func TestInstallMissing(t *testing.T) {
 			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "POLICY_RC_D="+rcD)
 			out, err := cmd.CombinedOutput()
 			got, _ := os.ReadFile(log)
+			if string(got) != c.wantLog {
+				t.Errorf("apt-get log %q, want %q", got, c.wantLog)
+			}
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(string(out), c.wantErr) {
 					t.Errorf("install_missing: %v, output %q; want a failure saying %q", err, out, c.wantErr)
-				}
-				if len(got) != 0 {
-					t.Errorf("apt-get ran: %q", got)
 				}
 				return
 			}
 			if err != nil || !strings.Contains(string(out), "done") {
 				t.Fatalf("install_missing: %v\n%s", err, out)
 			}
-			if want := "policy-rc.d present\ninstall -y fakepkg\n"; string(got) != want {
-				t.Errorf("apt-get log %q, want %q", got, want)
-			}
 			if _, err := os.Stat(rcD); !os.IsNotExist(err) {
 				t.Errorf("policy-rc.d left behind: %v", err)
 			}
 		})
+	}
+}
+
+// TestForgetPID: deploy/bench/lib.sh's forget_pid drops exactly the PID it
+// is given from PIDS (what cleanup kills on exit), not a PID that contains
+// it, as the pattern substitution it replaced did.
+func TestForgetPID(t *testing.T) {
+	lib, err := filepath.Abs(filepath.Join(deployDir, "bench", "lib.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ pids, forget, want string }{
+		{"41234 123 5", "123", "41234 5"},
+		{"123 123", "123", ""},
+		{"7", "8", "7"},
+		{"", "7", ""},
+	} {
+		out, err := exec.Command("bash", "-c", `set -euo pipefail; . "$0"; PIDS=($1); forget_pid "$2"; echo "${PIDS[*]}"`, lib, c.pids, c.forget).CombinedOutput()
+		if err != nil {
+			t.Fatalf("PIDS=(%s); forget_pid %s: %v\n%s", c.pids, c.forget, err, out)
+		}
+		if got := strings.TrimSuffix(string(out), "\n"); got != c.want {
+			t.Errorf("PIDS=(%s); forget_pid %s: PIDS=(%s), want (%s)", c.pids, c.forget, got, c.want)
+		}
 	}
 }

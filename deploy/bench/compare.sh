@@ -78,7 +78,7 @@ pkgs=(dnsperf:dnsperf nsd:nsd knotd:knot dig:bind9-dnsutils)
 [ $WITH_BIND = 0 ] || pkgs+=(named:bind9)
 install_missing compare.sh "${pkgs[@]}"
 
-W=$(mktemp -d /tmp/anyns-bench.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/anyns-bench.XXXXXX")
 trap cleanup EXIT
 
 echo "# building anyns" >&2
@@ -246,7 +246,7 @@ stop() {
 	local p=$1
 	kill "$p" 2>/dev/null || true
 	wait "$p" 2>/dev/null || true
-	PIDS=("${PIDS[@]/$p/}")
+	forget_pid "$p"
 }
 
 HZ=$(getconf CLK_TCK)
@@ -256,14 +256,15 @@ RESULTS="$W/results"
 # measure NAME PID PORT TRANSPORT ROUND
 measure() {
 	local name=$1 pid=$2 port=$3 tr=$4 round=$5 out before after
-	local args=(-s 127.0.0.1 -p "$port" -d "$W/queries" -l "$DURATION" -m "$tr")
+	local args=(-s 127.0.0.1 -p "$port" -d "$W/queries" -m "$tr")
 	if [ "$tr" = tcp ]; then args+=(-c $TCP_CONNS -q 800); else args+=(-c 1 -q 500); fi
-	# warm up
-	taskset -c $GEN_CPU dnsperf "${args[@]/$DURATION/2}" >/dev/null 2>&1 || true
+	# warm up (its length given on its own: a pattern substitution on the
+	# arguments, as here once, also rewrote the address and the port)
+	taskset -c $GEN_CPU dnsperf "${args[@]}" -l 2 >/dev/null 2>&1 || true
 	before=$(cpu "$pid")
 	local d0 d1
 	d0=$(sock_drops "$port")
-	out=$(taskset -c $GEN_CPU dnsperf "${args[@]}" 2>&1)
+	out=$(taskset -c $GEN_CPU dnsperf "${args[@]}" -l "$DURATION" 2>&1)
 	d1=$(sock_drops "$port")
 	after=$(cpu "$pid")
 	local sent done lost qps
@@ -419,10 +420,14 @@ if [ -s "$RESULTS" ]; then # --rounds 0: no sequential rounds
 	}' "$RESULTS"
 	echo
 	echo "Medians over $ROUNDS rounds:"
-	printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB dropped
+	# load_s and B/rec: the 1M-record zone's load time on one core (median
+	# of the load rounds, below) and its RSS per record.
+	printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %7s %6s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB dropped load_s B/rec
 	for s in "${SERVERS[@]}"; do
+		brec=-
+		[ -z "${LOADRSS[$s]:-}" ] || brec=$(awk -v k="${LOADRSS[$s]}" 'BEGIN {printf "%.0f", k * 1024 / 1000000}')
 		for tr in udp tcp; do
-			awk -v s="$s" -v tr="$tr" -v hz="$HZ" '
+			awk -v s="$s" -v tr="$tr" -v hz="$HZ" -v load="${LOAD[$s]:--}" -v brec="$brec" '
 			'"$AWK_MEDIAN"'
 			$1 == s && $2 == tr {
 				n++
@@ -433,9 +438,9 @@ if [ -s "$RESULTS" ]; then # --rounds 0: no sequential rounds
 			}
 			END {
 				if (n == 0) exit
-				printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8.0f\n", s, tr,
+				printf "%-6s %-4s %9.0f %8.2f %8.2f %8.2f %10.0f %7s %7s %7.0f %8.1f %8.0f %7s %6s\n", s, tr,
 					median(qps, n), median(us, n), median(uu, n), median(ss, n), median(pc, n),
-					median(p50, n), median(p99, n), median(lost, n), median(rss, n), median(drop, n)
+					median(p50, n), median(p99, n), median(lost, n), median(rss, n), median(drop, n), load, brec
 			}' "$RESULTS" | tee -a "$W/table"
 		done
 	done

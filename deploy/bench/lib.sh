@@ -13,9 +13,15 @@ install_missing() {
 	[ ${#need[@]} -gt 0 ] || return 0
 	[ "$(id -u)" = 0 ] || { echo "$name: install ${need[*]} (or run as root)" >&2; exit 1; }
 	# Read whole before matching: grep -q would stop at the first match and,
-	# under pipefail, apt-cache's SIGPIPE would fail the test.
+	# under pipefail, apt-cache's SIGPIPE would fail the test. A fresh
+	# machine has no package lists yet: without a candidate, apt-get
+	# update runs once and the question is asked again.
 	local policy
 	policy=$(apt-cache policy "${need[0]}" 2>/dev/null) || true
+	if ! grep -q 'Candidate: [0-9]' <<<"$policy"; then
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
+		policy=$(apt-cache policy "${need[0]}" 2>/dev/null) || true
+	fi
 	if ! grep -q 'Candidate: [0-9]' <<<"$policy"; then
 		echo "$name: ${need[0]} is not in this system's apt sources" >&2
 		exit 1
@@ -31,6 +37,16 @@ install_missing() {
 # PIDS holds the processes the script started; cleanup stops those, by
 # PID, on exit.
 PIDS=()
+
+# forget_pid PID: drops PID from PIDS, once it is stopped. Whole entries
+# are compared: a pattern substitution ("${PIDS[@]/$p/}") would also cut
+# PID out of a longer one (123 out of 41234, leaving 44 for cleanup to
+# kill).
+forget_pid() {
+	local keep=() p
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
 cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done

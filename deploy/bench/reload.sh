@@ -44,7 +44,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 . "$REPO/deploy/bench/lib.sh"
 install_missing reload.sh dnsperf:dnsperf knotd:knot dig:bind9-dnsutils
 
-W=$(mktemp -d /tmp/anyns-reload.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/anyns-reload.XXXXXX")
 trap cleanup EXIT
 
 echo "# building anyns" >&2
@@ -127,7 +127,7 @@ run() {
 	wait "$perf" || true
 	sd1=$(sock_drops "$port")
 	ge1=$(rcvbuf_errors)
-	PIDS=("${PIDS[@]/$perf/}")
+	forget_pid "$perf"
 	out=$W/$name-$n.out
 	local sent lost
 	sent=$(awk '/Queries sent:/ {print $3}' "$out")
@@ -154,7 +154,7 @@ for s in $SERVERS; do
 	RESULTS+=("$s $RELOADS $(run "$s" "${PORT[$s]}" "$RELOADS")")
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
-	PIDS=("${PIDS[@]/$pid/}")
+	forget_pid "$pid"
 done
 
 echo
