@@ -24,8 +24,14 @@ vet:
 
 # The whole suite: unit, integration (real server on 127.0.0.1:0) and
 # end-to-end tests (built binary against dig, kdig, BIRD 2), under -race.
+# Then, on its own (it saturates both cores for about 100 s), the smoke
+# test of the side-by-side benchmark deploy/bench/compare.sh against NSD
+# and Knot DNS (TestCompareSmoke; needs root, as on CI).
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	@if [ "$$(id -u)" = 0 ]; then \
+		ANYNS_BENCH_SMOKE=1 $(GO) test -count=1 -timeout 10m -run '^TestCompareSmoke$$' ./cmd/anyns; \
+	else echo "TestCompareSmoke skipped: compare.sh needs root"; fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
