@@ -36,7 +36,7 @@ func TestCompareSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("bash", "-c", `set -euo pipefail; . "$0/lib.sh"; install_missing compare-smoke dnsperf:dnsperf nsd:nsd knotd:knot dig:bind9-dnsutils; command -v dnsperf`, bench).CombinedOutput()
+	out, err := exec.Command("bash", "-c", `set -euo pipefail; . "$0/lib.sh"; install_missing compare-smoke dnsperf:dnsperf nsd:nsd knotd:knot dig:bind9-dnsutils pgrep:procps; command -v dnsperf`, bench).CombinedOutput()
 	if err != nil {
 		t.Fatalf("install_missing: %v\n%s", err, out)
 	}

@@ -74,7 +74,7 @@ TCP_CONNS=8
 # --- install ---------------------------------------------------------------
 # shellcheck source=lib.sh
 . "$REPO/deploy/bench/lib.sh"
-pkgs=(dnsperf:dnsperf nsd:nsd knotd:knot dig:bind9-dnsutils)
+pkgs=(dnsperf:dnsperf nsd:nsd knotd:knot dig:bind9-dnsutils pgrep:procps)
 [ $WITH_BIND = 0 ] || pkgs+=(named:bind9)
 install_missing compare.sh "${pkgs[@]}"
 
