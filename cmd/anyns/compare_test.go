@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -59,8 +61,14 @@ func TestCompareSmoke(t *testing.T) {
 	}
 
 	start := time.Now()
-	cmd := exec.Command(filepath.Join(bench, "compare.sh"), "--rounds", "1", "--duration", "1",
+	// Bounded: past 8 minutes the script gets SIGTERM, on which its EXIT
+	// trap stops the servers it started.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bench, "compare.sh"), "--rounds", "1", "--duration", "1",
 		"--slices", "1", "--slice-duration", "1", "--slice-rate", "0", "--load-rounds", "1", "--no-bind")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = time.Minute
 	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "TMPDIR="+work)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
