@@ -1,5 +1,11 @@
 # anyns: the README's two commands are `make run` and `make test`.
 GO ?= go
+# The Go toolchain anyns is built and tested with: Go 1.27.3, which the go
+# command fetches from the module proxy (about 76 MB, once per machine). It
+# loads the 1M-record zone about 8% faster than Go 1.26.8 (README,
+# "Performance"). GOTOOLCHAIN=local make ... builds with the installed Go.
+GOTOOLCHAIN ?= go1.27.3
+export GOTOOLCHAIN
 PKGS := ./...
 
 .PHONY: run build test vet fmt-check deps bench pgo

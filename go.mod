@@ -2,6 +2,10 @@ module github.com/anyns/anyns
 
 go 1.26.8
 
+// The toolchain anyns is built and tested with (Makefile, .ci, deploy/ scripts:
+// GOTOOLCHAIN=go1.27.3); Go 1.26.8 still builds it. See README, "Performance".
+toolchain go1.27.3
+
 require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/dnstap/golang-dnstap v0.4.0

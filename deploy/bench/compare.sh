@@ -65,6 +65,8 @@ done
 
 [ "$(id -u)" = 0 ] || { echo "compare.sh: run as root" >&2; exit 1; }
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+# The Go toolchain of the Makefile (go.mod, README): fetched once from the module proxy.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 SRV_CPU=1
 GEN_CPU=0
 NAMES=10000

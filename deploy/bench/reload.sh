@@ -38,6 +38,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+# The Go toolchain of the Makefile (go.mod, README): fetched once from the module proxy.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 [ -n "$CPUS" ] || CPUS=0-$(($(nproc) - 1))
 
 # shellcheck source=lib.sh

@@ -34,6 +34,8 @@ set -Eeuo pipefail
 trap 'printf "lab: failed at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# The Go toolchain of the Makefile (go.mod, README): fetched once from the module proxy.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 LAB=$REPO/deploy/lab
 DIR=${ANYNSLAB_DIR:-/run/anynslab}
 P=anynslab-
