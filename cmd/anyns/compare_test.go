@@ -34,10 +34,7 @@ func TestCompareSmoke(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Fatal("ANYNS_BENCH_SMOKE=1 needs root: compare.sh installs packages and configures the peers")
 	}
-	bench, err := filepath.Abs(filepath.Join(deployDir, "bench"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bench := benchDir(t)
 	out, err := exec.Command("bash", "-c", `set -euo pipefail; . "$0/lib.sh"; install_missing compare-smoke dnsperf:dnsperf nsd:nsd knotd:knot dig:bind9-dnsutils pgrep:procps; command -v dnsperf`, bench).CombinedOutput()
 	if err != nil {
 		t.Fatalf("install_missing: %v\n%s", err, out)

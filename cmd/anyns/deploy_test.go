@@ -660,10 +660,7 @@ func TestDeployScripts(t *testing.T) {
 	if _, err := os.Stat("/proc/net/udp"); err != nil {
 		t.Skip("no /proc/net/udp:", err)
 	}
-	lib, err := filepath.Abs(filepath.Join(deployDir, "bench", "lib.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lib := filepath.Join(benchDir(t), "lib.sh")
 	counters := func(port int) (drops, errs int) {
 		t.Helper()
 		out, err := exec.Command("bash", "-c", `. "$0"; echo "$(sock_drops "$1") $(rcvbuf_errors)"`, lib, strconv.Itoa(port)).CombinedOutput()
@@ -716,10 +713,7 @@ func TestDeployScripts(t *testing.T) {
 // machine has no package lists), apt-get update runs once and apt-cache
 // is asked again; still none, it is refused, naming the package.
 func TestInstallMissing(t *testing.T) {
-	lib, err := filepath.Abs(filepath.Join(deployDir, "bench", "lib.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lib := filepath.Join(benchDir(t), "lib.sh")
 	for _, c := range []struct {
 		name          string
 		before, after string // apt-cache's candidate before and after apt-get update
@@ -780,10 +774,7 @@ func TestInstallMissing(t *testing.T) {
 // is given from PIDS (what cleanup kills on exit), not a PID that contains
 // it, as the pattern substitution it replaced did.
 func TestForgetPID(t *testing.T) {
-	lib, err := filepath.Abs(filepath.Join(deployDir, "bench", "lib.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lib := filepath.Join(benchDir(t), "lib.sh")
 	for _, c := range []struct{ pids, forget, want string }{
 		{"41234 123 5", "123", "41234 5"},
 		{"123 123", "123", ""},
@@ -798,4 +789,15 @@ func TestForgetPID(t *testing.T) {
 			t.Errorf("PIDS=(%s); forget_pid %s: PIDS=(%s), want (%s)", c.pids, c.forget, got, c.want)
 		}
 	}
+}
+
+// benchDir returns the absolute path of deploy/bench, whose scripts the
+// tests run from other directories.
+func benchDir(t *testing.T) string {
+	t.Helper()
+	d, err := filepath.Abs(filepath.Join(deployDir, "bench"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -215,6 +215,9 @@ AWK_MEDIAN='function median(a, n,   i, j, t) {
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }'
 
+# per_record KB: bytes per record of KB kibibytes for the 1M-record zone.
+per_record() { awk -v k="$1" 'BEGIN {printf "%.0f", k * 1024 / 1000000}'; }
+
 # tree PID: PID and all its descendants.
 tree() {
 	local p=$1 c
@@ -427,7 +430,7 @@ if [ -s "$RESULTS" ]; then # --rounds 0: no sequential rounds
 	printf "%-6s %-4s %9s %8s %8s %8s %10s %7s %7s %7s %8s %8s %7s %6s\n" server tr QPS us/q user sys "QPS/core" p50us p99us lost RSS_MB dropped load_s B/rec
 	for s in "${SERVERS[@]}"; do
 		brec=-
-		[ -z "${LOADRSS[$s]:-}" ] || brec=$(awk -v k="${LOADRSS[$s]}" 'BEGIN {printf "%.0f", k * 1024 / 1000000}')
+		[ -z "${LOADRSS[$s]:-}" ] || brec=$(per_record "${LOADRSS[$s]}")
 		for tr in udp tcp; do
 			awk -v s="$s" -v tr="$tr" -v hz="$HZ" -v load="${LOAD[$s]:--}" -v brec="$brec" '
 			'"$AWK_MEDIAN"'
@@ -476,7 +479,7 @@ if [ $WITH_BIG = 1 ]; then
 	for s in "${SERVERS[@]}"; do
 		printf "  %-5s one core %s (rounds:%s); all cores %s (rounds:%s); RSS %s B/record\n" "$s" \
 			"${LOAD[$s]}" "${LOADS[$s]}" "${LOADALL[$s]}" "${LOADALLS[$s]}" \
-			"$(awk -v k="${LOADRSS[$s]:-0}" 'BEGIN {printf "%.0f", k * 1024 / 1000000}')"
+			"$(per_record "${LOADRSS[$s]:-0}")"
 	done
 	for peer in "${SERVERS[@]}"; do
 		[ "$peer" = anyns ] && continue
